@@ -1,0 +1,235 @@
+"""Decoding media files (any container PyAV/FFmpeg opens) into arrays.
+
+Audio comes out as a mono float32 signal at a chosen rate (16 kHz by default), frames as
+RGB uint8 arrays sampled at a chosen rate; both for a whole file or a [start, end] segment
+in seconds. Problems raise a subclass of :class:`MediaError` naming the file, so callers can
+count and report them instead of crashing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+class MediaError(Exception):
+    """A clip that cannot give what was asked; ``reason`` is a short machine-readable tag."""
+
+    reason = "media_error"
+
+    def __init__(self, path, message: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {message}")
+
+
+class NoAudioStream(MediaError):
+    reason = "no_audio"
+
+
+class NoVideoStream(MediaError):
+    reason = "no_video"
+
+
+class CorruptMedia(MediaError):
+    reason = "corrupt"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    duration: float  # seconds, container duration (or longest stream)
+    has_audio: bool
+    has_video: bool
+    sample_rate: int | None = None
+    channels: int | None = None
+    audio_codec: str | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    video_codec: str | None = None
+
+
+def _open(path):
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise CorruptMedia(path, f"cannot be opened as media ({exc})") from exc
+
+
+def probe(path) -> MediaInfo:
+    """Stream layout and duration of a clip, without decoding it."""
+    with _open(path) as container:
+        audio = container.streams.audio[0] if container.streams.audio else None
+        video = container.streams.video[0] if container.streams.video else None
+        duration = container.duration / av.time_base if container.duration else 0.0
+        for stream in (audio, video):
+            if stream is not None and stream.duration and stream.time_base:
+                duration = max(duration, float(stream.duration * stream.time_base))
+        return MediaInfo(
+            path=str(path),
+            duration=duration,
+            has_audio=audio is not None,
+            has_video=video is not None,
+            sample_rate=audio.codec_context.sample_rate if audio else None,
+            channels=audio.codec_context.channels if audio else None,
+            audio_codec=audio.codec_context.codec.canonical_name if audio else None,
+            fps=float(video.average_rate) if video and video.average_rate else None,
+            width=video.codec_context.width if video else None,
+            height=video.codec_context.height if video else None,
+            video_codec=video.codec_context.codec.canonical_name if video else None,
+        )
+
+
+def _check_segment(path, start, end):
+    if start is not None and start < 0:
+        raise MediaError(path, f"segment start {start} is negative")
+    if start is not None and end is not None and end <= start:
+        raise MediaError(path, f"segment end {end} is not after start {start}")
+
+
+def _seek(container, stream, path, start):
+    if start:
+        try:
+            container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+        except av.FFmpegError as exc:
+            raise CorruptMedia(path, f"cannot seek to {start:.3f}s ({exc})") from exc
+
+
+def load_audio(path, start: float | None = None, end: float | None = None,
+               sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The clip's first audio track as mono float32 in [-1, 1] at ``sample_rate``.
+
+    ``start``/``end`` (seconds) cut a segment; ``None`` means the start/end of the file.
+    """
+    _check_segment(path, start, end)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise NoAudioStream(path, "has no audio track")
+        stream = container.streams.audio[0]
+        _seek(container, stream, path, start)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks, first_time = [], None
+        try:
+            for frame in container.decode(stream):
+                if first_time is None:
+                    first_time = float(frame.time) if frame.time is not None else 0.0
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                if end is not None and frame.time is not None and frame.time > end:
+                    break
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as exc:
+            raise CorruptMedia(path, f"audio cannot be decoded ({exc})") from exc
+    if not chunks:
+        raise CorruptMedia(path, "audio track holds no decodable samples")
+    signal = np.concatenate(chunks).astype(np.float32)
+    # The decoder starts at a packet boundary at or before `start`: trim to the exact segment.
+    offset = first_time or 0.0
+    lo = max(0, int(round(((start or 0.0) - offset) * sample_rate)))
+    hi = len(signal) if end is None else max(lo, int(round((end - offset) * sample_rate)))
+    signal = signal[lo:hi]
+    if signal.size == 0:
+        raise MediaError(path, f"segment [{start}, {end}] holds no audio")
+    return np.clip(signal, -1.0, 1.0)
+
+
+def load_frames(path, fps: float | None = None, start: float | None = None,
+                end: float | None = None, max_side: int | None = None):
+    """RGB frames (T, H, W, 3) uint8 and their times (T,) in seconds.
+
+    ``fps`` samples the stream at that rate (the frame shown at each sampling time);
+    ``None`` keeps every decoded frame. ``max_side`` downsizes large frames on decode.
+    """
+    _check_segment(path, start, end)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise NoVideoStream(path, "has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        _seek(container, stream, path, start)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        scale = 1.0
+        if max_side and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+        size = (max(2, int(width * scale)) // 2 * 2, max(2, int(height * scale)) // 2 * 2)
+        t0 = start or 0.0
+        next_time = t0
+        frames, times, previous = [], [], None
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else 0.0
+                if end is not None and t >= end:
+                    break
+                if t < t0 - 1e-6:
+                    previous = (t, frame)
+                    continue
+                if fps is None:
+                    frames.append(_to_rgb(frame, size, scale))
+                    times.append(t)
+                    continue
+                # Emit, for each sampling time up to this frame, the frame on screen then.
+                while next_time <= t + 1e-6:
+                    shown = frame if previous is None or abs(t - next_time) < 1e-6 else previous[1]
+                    shown_time = t if shown is frame else previous[0]
+                    frames.append(_to_rgb(shown, size, scale))
+                    times.append(max(shown_time, t0))
+                    next_time += 1.0 / fps
+                previous = (t, frame)
+            if fps is not None and previous is not None and not frames:
+                frames.append(_to_rgb(previous[1], size, scale))
+                times.append(previous[0])
+        except av.FFmpegError as exc:
+            raise CorruptMedia(path, f"video cannot be decoded ({exc})") from exc
+    if not frames:
+        raise CorruptMedia(path, f"no decodable video frame in [{start}, {end}]")
+    return np.stack(frames), np.asarray(times, dtype=np.float64)
+
+
+def _to_rgb(frame, size, scale) -> np.ndarray:
+    if scale != 1.0:
+        return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+    return frame.to_ndarray(format="rgb24")
+
+
+def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None,
+               sample_rate: int = SAMPLE_RATE, crf: int = 23) -> None:
+    """Encode RGB frames (T, H, W, 3) as H.264 and a mono float signal as AAC into ``path``.
+
+    Either part may be ``None`` (a clip without audio, or audio only). Single-threaded and
+    bit-exact, so the same arrays give the same bytes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", options={"fflags": "+bitexact"}) as out:
+        video = audio_stream = None
+        if frames is not None:
+            # mbtree and lookahead made x264's output vary between processes: both off.
+            video = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast", "threads": "1",
+                                                                 "x264-params": "no-mbtree=1:rc-lookahead=0"})
+            video.height, video.width = frames.shape[1:3]
+            video.pix_fmt = "yuv420p"
+        if audio is not None:
+            audio_stream = out.add_stream("aac", rate=sample_rate, layout="mono", options={"flags": "+bitexact"})
+        if video is not None:
+            for image in frames:
+                yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
+                out.mux(video.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
+            out.mux(video.encode(None))
+        if audio_stream is not None:
+            block = 1024  # AAC frame size
+            signal = np.asarray(audio, np.float32)
+            for pts in range(0, len(signal), block):
+                chunk = signal[pts:pts + block]
+                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = sample_rate, pts
+                out.mux(audio_stream.encode(frame))
+            out.mux(audio_stream.encode(None))

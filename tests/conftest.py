@@ -1,0 +1,28 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Real public data beside the project (never committed); DIMMN_SHARED_DATA points elsewhere.
+SHARED_DATA = Path(os.environ.get("DIMMN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (set DIMMN_SHARED_DATA to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """One generated dialogue of three real .mp4 clips, and its manifest."""
+    from pipeline.demo.corpus import DemoConfig, generate
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    manifest = generate(root, DemoConfig(dialogues=1, min_turns=3, max_turns=3, seed=3), progress=False)
+    return root, manifest

@@ -1,0 +1,61 @@
+"""The real DVC pipeline on a tiny demo corpus, in a throwaway copy of the project."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"demo": {"dialogues": 4, "min_turns": 4, "max_turns": 5, "workers": 2}}
+
+
+def run(cmd, cwd):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", PYTHONPATH=str(cwd))
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The project's code and pipeline with tiny params, reproduced once."""
+    dest = tmp_path_factory.mktemp("project")
+    for name in ("pipeline", "extractors", "model", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+        elif src.exists():
+            shutil.copy(src, dest / name)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for stage, values in TINY.items():
+        params[stage].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("git init -q && git add -A && git -c user.email=t@t -c user.name=t commit -qm init", dest)
+    first = run("dvc repro", dest)
+    return dest, first
+
+
+def test_repro_runs_every_stage_then_nothing(project):
+    dest, first = project
+    stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    for stage in stages:
+        assert f"Running stage '{stage}'" in first
+    second = run("dvc repro", dest)
+    assert "Running stage" not in second
+    assert (dest / "dvc.lock").is_file()
+
+
+def test_every_stage_declares_only_its_own_params(project):
+    dest, _ = project
+    stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    top = yaml.safe_load((dest / "params.yaml").read_text())
+    for name, stage in stages.items():
+        for entry in stage.get("params", []):
+            key = entry if isinstance(entry, str) else next(iter(entry))
+            assert key.split(".")[0] == name or key.split(".")[0] in stage.get("shared_params", []), \
+                f"stage {name} declares {key}"
+            assert key.split(".")[0] in top
