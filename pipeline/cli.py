@@ -82,6 +82,111 @@ def ingest_cmd(parser):
     return run
 
 
+def _manifest_and_classes(path):
+    from pipeline.lineage import read_record
+    from pipeline.manifest import load_manifest
+
+    return load_manifest(path), list(read_record(path)["labels"])
+
+
+@command("text", "train the text CNN on the training transcripts and featurise every utterance")
+def text_cmd(parser):
+    parser.add_argument("--manifest", default="data/manifest.csv")
+    parser.add_argument("--out", default="data/features/text.npz")
+    parser.add_argument("--model", default="data/models/text_cnn.pt", help="the trained extractor")
+
+    def run(args):
+        from pipeline.features import text_stage
+
+        manifest, classes = _manifest_and_classes(args.manifest)
+        matrix, present = text_stage(manifest, classes, section("text", args.params), args.out, args.model)
+        print(f"text: {int(present.sum())}/{len(present)} utterances with words, {matrix.shape[1]}-d -> {args.out}")
+    return run
+
+
+def _media_command(modality, help_text):
+    @command(modality, help_text)
+    def factory(parser):
+        parser.add_argument("--manifest", default="data/manifest.csv")
+        parser.add_argument("--out", default=f"data/features/{modality}.npz")
+        parser.add_argument("--model", default=f"data/models/{modality}.pkl", help="fitted reducer / network")
+        parser.add_argument("--cache", default="data/cache", help="per-utterance cache root")
+        parser.add_argument("--workers", type=int)
+
+        def run(args):
+            from pipeline.features import media_stage
+
+            manifest, classes = _manifest_and_classes(args.manifest)
+            params = section(modality, args.params)
+            if args.workers is not None:
+                params["workers"] = args.workers
+            matrix, present, extra = media_stage(modality, manifest, classes, params, args.out, args.model,
+                                                 args.cache)
+            print(f"{modality}: {int(present.sum())}/{len(present)} clips, {matrix.shape[1]}-d "
+                  f"({extra['computed']} computed, {extra['cached']} from cache; missing {extra['missing']})")
+            if "face_frames" in extra:
+                print(f"{modality}: faces in {extra['face_frames']}/{extra['frames']} frames; "
+                      f"{extra['clips_without_face']} clips without a face")
+        return run
+    return factory
+
+
+_media_command("audio", "openSMILE (or fbank) features per clip, standardised and reduced on train")
+_media_command("visual", "face-crop descriptors per clip (handcrafted or 3D-CNN), reduced on train")
+
+
+@command("align", "align the modality features by utterance id into one store, with a coverage report")
+def align_cmd(parser):
+    parser.add_argument("--manifest", default="data/manifest.csv")
+    parser.add_argument("--features", default="data/features", help="folder of <modality>.npz")
+    parser.add_argument("--out", default="data/store.npz")
+    parser.add_argument("--report", default="data/coverage.json")
+
+    def run(args):
+        from pipeline.features import MODALITIES, align
+
+        manifest, classes = _manifest_and_classes(args.manifest)
+        paths = {m: Path(args.features) / f"{m}.npz" for m in MODALITIES if (Path(args.features) / f"{m}.npz").is_file()}
+        _, report = align(manifest, classes, paths, args.out, args.report)
+        for modality, info in report["modalities"].items():
+            print(f"align: {modality} {info['present']}/{report['utterances']} present, missing {info['missing_by_reason']}")
+    return run
+
+
+@command("export", "write the aligned store as .npz, CSV and the conv-emotion pickle layout")
+def export_cmd(parser):
+    parser.add_argument("--store", default="data/store.npz")
+    parser.add_argument("--out", default="data/export")
+    parser.add_argument("--formats", nargs="+", choices=["npz", "csv", "pickle"])
+
+    def run(args):
+        from pipeline.exchange import export_store
+        from pipeline.features import load_store
+
+        formats = args.formats or section("export", args.params).get("formats", ["npz", "csv", "pickle"])
+        for path in export_store(load_store(args.store), args.out, formats, source=args.store):
+            print(f"export: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return run
+
+
+@command("import", "read features made elsewhere (conv-emotion pickle, MOSI CSV) into a store")
+def import_cmd(parser):
+    parser.add_argument("--format", required=True, choices=["pickle", "mosi"])
+    parser.add_argument("--src", required=True, help="the pickle file, or the MOSI folder")
+    parser.add_argument("--out", required=True, help="the store to write (.npz)")
+    parser.add_argument("--classes", nargs="*", help="pickle: class names in label order")
+
+    def run(args):
+        from pipeline.exchange import import_mosi, import_pickle, save_store
+
+        store = import_pickle(args.src, args.classes) if args.format == "pickle" else import_mosi(args.src)
+        save_store(store, args.out, "import", {"format": args.format, "src": str(args.src)}, inputs=[args.src])
+        mods = [m for m in ("text", "audio", "visual") if m in store]
+        print(f"import: {len(store['utterance_id'])} utterances, {len(set(store['dialogue_id']))} dialogues, "
+              f"modalities {mods} -> {args.out}")
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,12 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from extractors.media import MediaError
+    from extractors.text import TextError
+    from pipeline.exchange import ExchangeError
     from pipeline.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ManifestError, MediaError) as exc:
+    except (ManifestError, MediaError, TextError, ExchangeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,72 @@
+"""Audio features (paper 3.1.2): the track at 16 kHz mono, then openSMILE functionals or a
+torchaudio log-mel filterbank summary, per utterance."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from extractors.media import SAMPLE_RATE, load_audio
+
+
+class AudioFeatureSet(str, Enum):
+    ComParE_2016 = "ComParE_2016"
+    eGeMAPSv02 = "eGeMAPSv02"
+    emobase = "emobase"
+    IS09 = "IS09"
+    IS10 = "IS10"
+    IS11 = "IS11"
+    IS12 = "IS12"
+    IS13 = "IS13"
+    fbank = "fbank"   # torchaudio log-mel: mean, std, and delta std of each band
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    feature_set: str = "ComParE_2016"
+    feature_level: str = "functionals"     # openSMILE level; functionals = one vector per utterance
+    mel_bins: int = 40                     # fbank only
+    silence_rms: float = 1e-4              # a track quieter than this counts as silent
+
+
+class AudioExtractor:
+    """One utterance's audio -> one vector. Raises MediaError subclasses for unreadable clips."""
+
+    name = "audio"
+
+    def __init__(self, config: AudioConfig):
+        self.config = config
+        self.feature_set = AudioFeatureSet(config.feature_set)
+        self.smile = None
+        if self.feature_set is not AudioFeatureSet.fbank:
+            import opensmile
+
+            level = {"functionals": opensmile.FeatureLevel.Functionals}[config.feature_level]
+            self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set.value],
+                                         feature_level=level)
+
+    def extract(self, media, start=None, end=None):
+        from pipeline.cache import Result
+
+        signal = load_audio(media, start, end)
+        rms = float(np.sqrt(np.mean(signal ** 2)))
+        if rms < self.config.silence_rms:
+            return Result(None, {"rms": rms}, "silent", f"{media}: audio track is silent (rms {rms:.1e})")
+        if self.smile is not None:
+            vector = self.smile.process_signal(signal, SAMPLE_RATE).to_numpy()[0]
+        else:
+            vector = self._fbank(signal)
+        return Result(np.nan_to_num(vector).astype(np.float32), {"rms": rms, "seconds": len(signal) / SAMPLE_RATE})
+
+    def _fbank(self, signal):
+        import torch
+        import torchaudio
+
+        wave = torch.from_numpy(signal)[None]
+        if wave.shape[1] < 400:  # shorter than one 25 ms window
+            wave = torch.nn.functional.pad(wave, (0, 400 - wave.shape[1]))
+        feats = torchaudio.compliance.kaldi.fbank(wave * 32768, num_mel_bins=self.config.mel_bins,
+                                                  sample_frequency=SAMPLE_RATE)
+        delta = torchaudio.functional.compute_deltas(feats.T[None])[0].T
+        return torch.cat([feats.mean(0), feats.std(0, unbiased=False), delta.std(0, unbiased=False)]).numpy()

@@ -1,0 +1,134 @@
+"""The per-utterance feature cache and the worker pool that fills it.
+
+An entry is keyed by the clip's content hash, its segment and the extractor's own parameters,
+so adding clips computes only the new ones, a changed parameter misses, and a killed run
+resumes: each finished clip was already written (temp file + rename, so never half-written).
+A clip that cannot give features (no audio track, corrupt file...) is cached as a failure with
+its reason, so it is reported every time but not retried.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from extractors.media import MediaError
+from pipeline.lineage import file_hash
+
+
+@dataclass
+class Result:
+    """What extraction gave for one utterance: a vector, or the reason there is none."""
+    vector: np.ndarray | None
+    info: dict = field(default_factory=dict)
+    error: str | None = None     # a reason tag (MediaError.reason, "silent", "no_face" ...)
+    message: str | None = None
+
+
+def cache_key(content_hash: str, start, end, extractor_name: str, params: dict) -> str:
+    segment = [None if v is None or v != v else round(float(v), 4) for v in (start, end)]  # v != v: NaN
+    blob = json.dumps([content_hash, segment, extractor_name, params], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class FeatureCache:
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> Result | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            vector = data["vector"] if "vector" in data.files else None
+            return Result(vector, meta.get("info", {}), meta.get("error"), meta.get("message"))
+
+    def put(self, key: str, result: Result) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"meta": np.array(json.dumps({"info": result.info, "error": result.error,
+                                               "message": result.message}))}
+        if result.vector is not None:
+            arrays["vector"] = np.asarray(result.vector)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **arrays)
+            os.replace(tmp, path)  # atomic: a reader sees the old state or the whole new entry
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+_WORKER = {}
+
+
+def _init_worker(factory, cache_root):
+    _WORKER["extractor"] = factory()
+    _WORKER["cache"] = FeatureCache(cache_root)
+
+
+def _run_one(job):
+    key, media, start, end = job
+    try:
+        result = _WORKER["extractor"].extract(media, start, end)
+    except MediaError as exc:
+        result = Result(None, error=exc.reason, message=str(exc))
+    _WORKER["cache"].put(key, result)
+    return key
+
+
+def extract_utterances(manifest, factory, name: str, params: dict, cache_root, workers: int = 1,
+                       progress: bool = True) -> tuple[dict[str, Result], int]:
+    """Results for every manifest row by utterance id, and how many clips were computed (not cached).
+
+    ``factory()`` builds the extractor in each worker (its ``extract(media, start, end)`` returns
+    a :class:`Result` or raises ``MediaError``).
+    """
+    cache = FeatureCache(cache_root)
+    hashes: dict[str, str] = {}
+    keys, pending = {}, []
+    for row in manifest.itertuples(index=False):
+        if not os.path.isfile(row.media):
+            keys[row.utterance_id] = None
+            continue
+        if row.media not in hashes:
+            hashes[row.media] = file_hash(row.media)
+        start = None if row.start != row.start else row.start
+        end = None if row.end != row.end else row.end
+        key = cache_key(hashes[row.media], start, end, name, params)
+        keys[row.utterance_id] = key
+        if not cache.path(key).is_file():
+            pending.append((key, row.media, start, end))
+    pending = list(dict.fromkeys(pending))  # the same clip+segment twice is computed once
+    if pending:
+        bar = tqdm(total=len(pending), desc=f"{name} features", unit="clip", disable=not progress)
+        if workers <= 1:
+            _init_worker(factory, cache_root)
+            for job in pending:
+                _run_one(job)
+                bar.update()
+        else:
+            with mp.get_context("fork").Pool(workers, _init_worker, (factory, cache_root)) as pool:
+                for _ in pool.imap_unordered(_run_one, pending, chunksize=4):
+                    bar.update()
+        bar.close()
+    results = {}
+    for row in manifest.itertuples(index=False):
+        key = keys[row.utterance_id]
+        if key is None:
+            results[row.utterance_id] = Result(None, error="missing_file", message=f"{row.media}: file not found")
+        else:
+            results[row.utterance_id] = cache.get(key)
+    return results, len(pending)

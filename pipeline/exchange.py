@@ -1,0 +1,182 @@
+"""Export the aligned feature store for other tools, and import stores made elsewhere.
+
+Formats out: ``npz`` (the store itself), ``csv`` (one row per utterance), ``pickle`` (the
+conv-emotion layout: videoIDs, videoSpeakers, videoLabels, videoText, videoAudio, videoVisual,
+videoSentence, trainVid, testVid). Formats in: that pickle layout, read with a restricted
+unpickler, and the CMU-MOSI CSV layout of the bc-LSTM data.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.features import MODALITIES
+from pipeline.lineage import write_record
+
+PICKLE_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "videoVisual",
+                 "videoSentence", "trainVid", "testVid")
+PICKLE_MODALITY = {"text": "videoText", "audio": "videoAudio", "visual": "videoVisual"}
+
+
+class ExchangeError(ValueError):
+    """A file that cannot be imported, naming it and the problem."""
+
+
+def save_store(store: dict, path, stage: str, params: dict, inputs=()) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **store)
+    write_record(path, stage, params, inputs, extra={"classes": [str(c) for c in store["classes"]]})
+
+
+def _dialogues(store: dict):
+    """Row indices of each dialogue in turn order, dialogues in first-seen order."""
+    order = OrderedDict()
+    for i, dialogue in enumerate(store["dialogue_id"]):
+        order.setdefault(str(dialogue), []).append(i)
+    return {d: sorted(rows, key=lambda i: store["turn"][i]) for d, rows in order.items()}
+
+
+def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=None) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    modalities = [m for m in MODALITIES if m in store]
+    if "npz" in formats:
+        written.append(out_dir / "features.npz")
+        np.savez(written[-1], **store)
+    if "csv" in formats:
+        table = pd.DataFrame({k: store[k] for k in ("utterance_id", "dialogue_id", "turn", "speaker", "split", "sentence")})
+        table["label"] = [store["classes"][i] if i >= 0 else "" for i in store["label"]]
+        blocks = [table]
+        for m in modalities:
+            blocks.append(pd.DataFrame({f"{m}_present": store[f"{m}_present"]}))
+            blocks.append(pd.DataFrame(store[m], columns=[f"{m}_{j}" for j in range(store[m].shape[1])]))
+        written.append(out_dir / "features.csv")
+        pd.concat(blocks, axis=1).to_csv(written[-1], index=False)
+    if "pickle" in formats:
+        dialogues = _dialogues(store)
+        layout = {name: {} for name in PICKLE_FIELDS[:7]}
+        for d, rows in dialogues.items():
+            layout["videoIDs"][d] = [str(store["utterance_id"][i]) for i in rows]
+            layout["videoSpeakers"][d] = [str(store["speaker"][i]) for i in rows]
+            layout["videoLabels"][d] = [int(store["label"][i]) for i in rows]
+            layout["videoSentence"][d] = [str(store["sentence"][i]) for i in rows]
+            for m, name in PICKLE_MODALITY.items():
+                if m in store:
+                    layout[name][d] = [store[m][i] * store[f"{m}_present"][i] for i in rows]
+        split = {d: str(store["split"][rows[0]]) for d, rows in dialogues.items()}
+        train = [d for d, s in split.items() if s in ("train", "valid")]  # the layout has no valid split
+        test = [d for d, s in split.items() if s == "test"]
+        written.append(out_dir / "features.pkl")
+        with open(written[-1], "wb") as handle:
+            pickle.dump(tuple(layout[f] for f in PICKLE_FIELDS[:7]) + (train, test), handle, protocol=4)
+    for path in written:
+        write_record(path, "export", {"formats": list(formats)}, inputs=[source] if source else [],
+                     extra={"classes": [str(c) for c in store["classes"]]})
+    return written
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Plain containers and numpy arrays only: anything else (a function, a class) is refused."""
+
+    ALLOWED = {
+        ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
+        ("builtins", "frozenset"), ("builtins", "str"), ("builtins", "int"), ("builtins", "float"),
+        ("builtins", "bool"), ("builtins", "bytes"), ("collections", "OrderedDict"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # how Python 2 pickles of numpy arrays carry their bytes
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused {module}.{name}: only plain containers and numpy arrays are read")
+
+
+def read_pickle_safely(path):
+    if not Path(path).is_file():
+        raise ExchangeError(f"{path}: file not found")
+    data = Path(path).read_bytes()
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise ExchangeError(f"{path}: {exc}") from exc
+    except Exception as exc:  # truncated or not a pickle at all
+        raise ExchangeError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
+
+
+def import_pickle(path, classes=None) -> dict:
+    """A conv-emotion layout pickle (9-tuple) into a store. Its dialogues are train or test."""
+    loaded = read_pickle_safely(path)
+    if not isinstance(loaded, (tuple, list)) or len(loaded) < 9:
+        raise ExchangeError(f"{path}: expected the conv-emotion 9-tuple {PICKLE_FIELDS}, "
+                            f"got {type(loaded).__name__} of length {len(loaded) if hasattr(loaded, '__len__') else '?'}")
+    fields = dict(zip(PICKLE_FIELDS, loaded[:9]))
+    test = set(fields["testVid"])
+    rows = {k: [] for k in ("utterance_id", "dialogue_id", "turn", "speaker", "split", "sentence", "label")}
+    mats = {m: [] for m in MODALITIES}
+    for d in list(fields["trainVid"]) + list(fields["testVid"]):
+        ids = fields["videoIDs"][d]
+        for k, uid in enumerate(ids):
+            rows["utterance_id"].append(str(uid))
+            rows["dialogue_id"].append(str(d))
+            rows["turn"].append(k)
+            speaker = fields["videoSpeakers"][d][k]
+            rows["speaker"].append(str(np.argmax(speaker)) if np.ndim(speaker) else str(speaker))
+            rows["split"].append("test" if d in test else "train")
+            sentences = fields["videoSentence"].get(d) if isinstance(fields["videoSentence"], dict) else None
+            rows["sentence"].append(str(sentences[k]) if sentences else "")
+            rows["label"].append(int(fields["videoLabels"][d][k]))
+            for m, name in PICKLE_MODALITY.items():
+                source = fields[name]
+                mats[m].append(np.asarray(source[d][k], np.float32) if isinstance(source, dict) and d in source else None)
+    n_classes = max(rows["label"]) + 1
+    store = {k: np.asarray(v) for k, v in rows.items()}
+    store["classes"] = np.asarray(classes or [f"class_{i}" for i in range(n_classes)], dtype=str)
+    for m, vectors in mats.items():
+        if all(v is None for v in vectors):
+            continue
+        dim = next(v.shape[0] for v in vectors if v is not None)
+        matrix = np.stack([v if v is not None else np.zeros(dim, np.float32) for v in vectors])
+        store[m], store[f"{m}_present"] = matrix, np.abs(matrix).sum(1) > 0
+    return store
+
+
+def import_mosi(folder) -> dict:
+    """The CMU-MOSI CSV layout (bc-LSTM data): ``{text,audio,video}_{split}0.csv`` rows aligned,
+    last column the label, ``text_{split}.csv`` column 0 indexing ``transcripts.csv``."""
+    folder = Path(folder)
+    transcripts = pd.read_csv(folder / "transcripts.csv", header=None, dtype=str, keep_default_na=False)
+    parts = []
+    for split in ("train", "test"):
+        try:
+            text = pd.read_csv(folder / f"text_{split}0.csv", header=None).to_numpy(np.float32)
+            audio = pd.read_csv(folder / f"audio_{split}0.csv", header=None).to_numpy(np.float32)
+            video = pd.read_csv(folder / f"video_{split}0.csv", header=None).to_numpy(np.float32)
+            index = pd.read_csv(folder / f"text_{split}.csv", header=None).iloc[:, 0].astype(int).to_numpy()
+        except FileNotFoundError as exc:
+            raise ExchangeError(f"{folder}: not the MOSI CSV layout ({exc.filename} missing)") from exc
+        if not len(text) == len(audio) == len(video) == len(index):
+            raise ExchangeError(f"{folder}: {split} files disagree on the number of rows")
+        ids = transcripts.iloc[index, 0].to_numpy()
+        video_ids = np.array([u.rsplit("_", 1)[0] for u in ids])
+        turns = np.array([int(u.rsplit("_", 1)[1]) for u in ids])
+        parts.append(pd.DataFrame({
+            "utterance_id": ids, "dialogue_id": video_ids, "turn": turns, "speaker": video_ids, "split": split,
+            "sentence": transcripts.iloc[index, 1].to_numpy(), "label": text[:, -1].astype(int),
+            "t": list(text[:, :-1]), "a": list(audio[:, :-1]), "v": list(video[:, :-1])}))
+    table = pd.concat(parts).sort_values(["dialogue_id", "turn"], kind="stable").reset_index(drop=True)
+    store = {k: table[k].to_numpy() for k in ("utterance_id", "dialogue_id", "turn", "speaker", "split", "sentence", "label")}
+    store = {k: np.asarray(v, dtype=str) if v.dtype == object else v for k, v in store.items()}
+    store["classes"] = np.asarray(["negative", "positive"])
+    for m, column in (("text", "t"), ("audio", "a"), ("visual", "v")):
+        store[m] = np.stack(table[column].to_numpy()).astype(np.float32)
+        store[f"{m}_present"] = np.ones(len(table), bool)
+    return store
