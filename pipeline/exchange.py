@@ -81,6 +81,10 @@ def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=
     return written
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Plain containers and numpy arrays only: anything else (a function, a class) is refused."""
 
@@ -97,7 +101,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused {module}.{name}: only plain containers and numpy arrays are read")
+        raise RefusedGlobal(f"refused {module}.{name}: only plain containers and numpy arrays are read")
 
 
 def read_pickle_safely(path):
@@ -106,7 +110,7 @@ def read_pickle_safely(path):
     data = Path(path).read_bytes()
     try:
         return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as exc:
+    except RefusedGlobal as exc:
         raise ExchangeError(f"{path}: {exc}") from exc
     except Exception as exc:  # truncated or not a pickle at all
         raise ExchangeError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from exc

@@ -54,8 +54,8 @@ def training_parts(manifest: pd.DataFrame, seed: int = 0, valid_share: float = 0
     of train, by dialogue; test is never used for fitting or selection."""
     train = (manifest["split"] == "train").to_numpy()
     valid = (manifest["split"] == "valid").to_numpy()
-    if not valid.any():
-        dialogues = sorted(manifest.loc[train, "dialogue_id"].unique())
+    dialogues = sorted(manifest.loc[train, "dialogue_id"].unique())
+    if not valid.any() and len(dialogues) >= 2:
         rng = np.random.default_rng(seed)
         held = set(rng.choice(dialogues, max(1, int(round(valid_share * len(dialogues)))), replace=False))
         valid = train & manifest["dialogue_id"].isin(held).to_numpy()

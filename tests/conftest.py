@@ -20,9 +20,10 @@ def shared(relative: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
-    """One generated dialogue of three real .mp4 clips, and its manifest."""
+    """One generated dialogue of three real .mp4 clips, and its manifest as ingest reads it."""
+    from pipeline.datasets import read_dataset
     from pipeline.demo.corpus import DemoConfig, generate
 
     root = tmp_path_factory.mktemp("tiny_corpus")
-    manifest = generate(root, DemoConfig(dialogues=1, min_turns=3, max_turns=3, seed=3), progress=False)
-    return root, manifest
+    generate(root, DemoConfig(dialogues=1, min_turns=3, max_turns=3, seed=3), progress=False)
+    return root, read_dataset("demo", root)

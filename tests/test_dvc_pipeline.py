@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"demo": {"dialogues": 4, "min_turns": 4, "max_turns": 5, "workers": 2}}
+TINY = {"demo": {"dialogues": 5, "min_turns": 4, "max_turns": 5, "workers": 2}, "text": {"epochs": 3}}
+DOWNSTREAM_OF_AUDIO = {"audio", "align", "export", "train", "evaluate"}
 
 
 def run(cmd, cwd):
@@ -59,3 +60,12 @@ def test_every_stage_declares_only_its_own_params(project):
             assert key.split(".")[0] == name or key.split(".")[0] in stage.get("shared_params", []), \
                 f"stage {name} declares {key}"
             assert key.split(".")[0] in top
+
+
+def test_changing_one_extractor_reruns_only_it_and_what_follows(project):
+    dest, _ = project
+    run("git add -A && git -c user.email=t@t -c user.name=t commit -qm repro", dest)
+    out = run("dvc exp run -S audio.feature_set=eGeMAPSv02", dest)
+    stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    ran = {s for s in stages if f"Running stage '{s}'" in out}
+    assert ran == DOWNSTREAM_OF_AUDIO & set(stages), out

@@ -1,0 +1,118 @@
+"""Audio, visual and text extractors: real features, and bad input counted or refused clearly."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import shared
+from extractors.audio import AudioConfig, AudioExtractor, AudioFeatureSet
+from extractors.media import NoAudioStream, write_clip
+from extractors.text import TextConfig, TextError, TextFeaturizer, train_text_cnn
+from extractors.visual import VisualConfig, VisualExtractor
+from pipeline.features import align, media_stage, text_stage
+
+CLASSES = ["neutral", "happy", "sad", "angry"]
+
+
+@pytest.mark.parametrize("feature_set, dim", [("eGeMAPSv02", 88), ("emobase", 988), ("IS09", 384), ("fbank", 120)])
+def test_audio_feature_sets(tiny_corpus, feature_set, dim):
+    root, manifest = tiny_corpus
+    result = AudioExtractor(AudioConfig(feature_set=feature_set)).extract(manifest["media"][0])
+    assert result.error is None and result.vector.shape == (dim,) and np.isfinite(result.vector).all()
+    assert {f.value for f in AudioFeatureSet} >= {"ComParE_2016", "IS13"}
+
+
+def test_silent_track_is_a_counted_fallback_and_no_audio_a_typed_error(tmp_path):
+    frames = np.full((6, 32, 32, 3), 90, np.uint8)
+    write_clip(tmp_path / "silent.mp4", frames, 12, np.zeros(8000, np.float32))
+    write_clip(tmp_path / "mute.mp4", frames, 12, None)
+    extractor = AudioExtractor(AudioConfig(feature_set="eGeMAPSv02"))
+    result = extractor.extract(tmp_path / "silent.mp4")
+    assert result.vector is None and result.error == "silent" and "silent.mp4" in result.message
+    with pytest.raises(NoAudioStream):
+        extractor.extract(tmp_path / "mute.mp4")
+
+
+def test_demo_faces_are_found_and_a_faceless_clip_is_counted(tiny_corpus, tmp_path):
+    root, manifest = tiny_corpus
+    results = [VisualExtractor(VisualConfig()).extract(m) for m in manifest["media"]]
+    assert sum(r.info["face_frames"] for r in results) >= 0.7 * sum(r.info["frames"] for r in results)
+    assert all(np.isfinite(r.vector).all() for r in results)
+    write_clip(tmp_path / "wall.mp4", np.full((12, 64, 64, 3), 120, np.uint8), 12, np.zeros(8000, np.float32))
+    full = VisualExtractor(VisualConfig(no_face="full_frame")).extract(tmp_path / "wall.mp4")
+    assert full.vector is not None and full.info["face_frames"] == 0
+    dropped = VisualExtractor(VisualConfig(no_face="drop")).extract(tmp_path / "wall.mp4")
+    assert dropped.vector is None and dropped.error == "no_face"
+
+
+def test_cnn3d_backbone_gives_face_clips(tiny_corpus):
+    _, manifest = tiny_corpus
+    vector = VisualExtractor(VisualConfig(backbone="cnn3d")).extract(manifest["media"][0]).vector
+    assert vector.shape == (8 * 32 * 32,) and 0 <= vector.min() and vector.max() <= 1
+    with pytest.raises(ValueError, match="unknown visual backbone 'resnet'"):
+        VisualExtractor(VisualConfig(backbone="resnet"))
+
+
+def test_real_cremad_clips_faces_found_and_coverage_reported(tmp_path):
+    folder = shared("cremad_clips")
+    clips = sorted(folder.glob("*.flv"))
+    manifest = pd.DataFrame({"utterance_id": [c.stem for c in clips], "dialogue_id": [f"cremad{i}" for i in range(len(clips))], "speaker": "1001",
+                             "split": "train", "turn": range(len(clips)), "text": "Don't forget a jacket",
+                             "label": "neutral", "media": [str(c) for c in clips], "start": np.nan, "end": np.nan})
+    paths = {}
+    for modality, params in (("audio", {"feature_set": "eGeMAPSv02", "dim": 4}), ("visual", {"dim": 4, "fps": 3})):
+        paths[modality] = tmp_path / f"{modality}.npz"
+        matrix, present, extra = media_stage(modality, manifest, CLASSES, params, paths[modality],
+                                             tmp_path / f"{modality}.pkl", tmp_path / "cache", progress=False)
+        assert present.all() and np.isfinite(matrix).all()
+    assert extra["face_frames"] >= 0.9 * extra["frames"] and extra["clips_without_face"] == 0
+    _, report = align(manifest, CLASSES, paths, tmp_path / "store.npz", tmp_path / "coverage.json")
+    saved = json.loads((tmp_path / "coverage.json").read_text())
+    assert saved["modalities"]["visual"]["face_frames"] == extra["face_frames"]
+    assert saved["modalities"]["audio"]["present"] == len(clips) and saved["modalities"]["audio"]["finite"]
+
+
+def _toy_text():
+    train = ["I love it", "great day", "so sad today", "I miss you", "I hate this", "ridiculous stuff",
+             "okay then", "fine sure"] * 4
+    labels = np.array([1, 1, 2, 2, 3, 3, 0, 0] * 4)
+    return train, labels
+
+
+def test_text_cnn_learns_saves_and_reloads(tmp_path):
+    texts, y = _toy_text()
+    config = TextConfig(embedding_dim=16, feature_maps=8, lr=0.02, epochs=40, patience=40, w2v_epochs=5)
+    featurizer, info = train_text_cnn(texts, y, texts, y, CLASSES, config)
+    assert (featurizer.predict_proba(texts).argmax(1) == y).mean() > 0.9
+    featurizer.save(tmp_path / "cnn.pt")
+    again = TextFeaturizer.load(tmp_path / "cnn.pt")
+    feats = again.features(["I love it", "unseen words entirely"])
+    assert feats.shape == (2, 100) and np.allclose(feats[0], featurizer.features(["I love it"])[0], atol=1e-6)
+
+
+def test_empty_transcript_is_counted_not_fatal(tiny_corpus, tmp_path):
+    root, manifest = tiny_corpus
+    texts, y = _toy_text()
+    rows = pd.DataFrame({"utterance_id": [f"u{i}" for i in range(len(texts))], "dialogue_id": [f"d{i // 4}" for i in range(len(texts))],
+                         "split": ["train"] * 24 + ["valid"] * 4 + ["test"] * 4, "text": texts,
+                         "label": [CLASSES[i] for i in y], "turn": 0, "speaker": "A"})
+    rows.loc[30, "text"] = "   "
+    params = {"embedding_dim": 16, "feature_maps": 8, "epochs": 3, "w2v_epochs": 2}
+    matrix, present = text_stage(rows, CLASSES, params, tmp_path / "text.npz", tmp_path / "cnn.pt")
+    assert not present[30] and present.sum() == len(rows) - 1 and not matrix[30].any()
+    saved = np.load(tmp_path / "text.npz")
+    assert saved["missing_reason"][30] == "empty_text"
+
+
+def test_word_vector_file_of_the_wrong_dimension(tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("2 3\nlove 0.1 0.2 0.3\nhate 0.3 0.2 0.1\n")
+    texts, y = _toy_text()
+    with pytest.raises(TextError, match=r"vectors.txt: word vectors have dimension 3, but text.embedding_dim is 100"):
+        train_text_cnn(texts, y, texts, y, CLASSES, TextConfig(vectors=str(vectors)))
+    with pytest.raises(TextError, match="not found"):
+        train_text_cnn(texts, y, texts, y, CLASSES, TextConfig(vectors=str(tmp_path / "nope.txt")))
+    featurizer, info = train_text_cnn(texts, y, texts, y, CLASSES,
+                                      TextConfig(vectors=str(vectors), embedding_dim=3, epochs=1))
+    assert info["vectors_coverage"] > 0
