@@ -34,7 +34,7 @@ def fit_classifier(model: nn.Module, x_train, y_train, x_valid, y_valid, *, epoc
     generator = torch.Generator().manual_seed(seed)
     y_train_t = torch.as_tensor(y_train, dtype=torch.long)
     best, best_state, waited, history = -1.0, None, 0, []
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False)
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=None)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x_train), generator=generator)

@@ -113,7 +113,8 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
             pending.append((key, row.media, start, end))
     pending = list(dict.fromkeys(pending))  # the same clip+segment twice is computed once
     if pending:
-        bar = tqdm(total=len(pending), desc=f"{name} features", unit="clip", disable=not progress)
+        bar = tqdm(total=len(pending), desc=f"{name} features", unit="clip",
+                   disable=None if progress else True)  # None: shown on a terminal only
         if workers <= 1:
             _init_worker(factory, cache_root)
             for job in pending:

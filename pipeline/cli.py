@@ -187,6 +187,81 @@ def import_cmd(parser):
     return run
 
 
+@command("train", "train DIMMN (or a baseline) on the store's train split, early stopping on valid")
+def train_cmd(parser):
+    parser.add_argument("--store", default="data/store.npz")
+    parser.add_argument("--checkpoint", default="data/models/dimmn.pt")
+    parser.add_argument("--history", default="data/train/history.csv", help="per-epoch metrics (DVC plots)")
+    parser.add_argument("--summary", default="data/train/summary.json")
+
+    def run(args):
+        import json
+
+        import pandas as pd
+
+        from model.dimmn import ModelConfig
+        from model.train import TrainConfig, train
+        from pipeline.features import load_store
+        from pipeline.lineage import write_record
+
+        model_params, train_params = section("model", args.params), section("train", args.params)
+        _, history, summary = train(load_store(args.store), ModelConfig.from_params(model_params),
+                                    TrainConfig.from_params(train_params), checkpoint=args.checkpoint)
+        if int(__import__("os").environ.get("RANK", "0")) != 0:
+            return
+        Path(args.history).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(history).to_csv(args.history, index=False)
+        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
+        write_record(args.checkpoint, "train", {"model": model_params, "train": train_params},
+                     inputs=[args.store], extra=summary)
+        print(f"train: best valid wF1 {summary['best_valid_wf1']:.1f} after {summary['epochs_run']} epochs "
+              f"on {summary['device']} -> {args.checkpoint}")
+    return run
+
+
+@command("evaluate", "metrics, confusion matrices (CSV for DVC plots, PNG) of a trained model on a split")
+def evaluate_cmd(parser):
+    parser.add_argument("--store", default="data/store.npz")
+    parser.add_argument("--checkpoint", default="data/models/dimmn.pt")
+    parser.add_argument("--out", default="data/eval")
+    parser.add_argument("--split", help="params: evaluate.split (default test)")
+
+    def run(args):
+        import json
+
+        import pandas as pd
+
+        from model.metrics import classification_metrics, confusion, plot_confusion
+        from model.train import load_checkpoint, pick_device, predict
+        from pipeline.features import load_store
+        from pipeline.lineage import write_record
+
+        split = _pick(args.split, section("evaluate", args.params), "split", "test")
+        store = load_store(args.store)
+        device = pick_device("auto")
+        model, blob = load_checkpoint(args.checkpoint, device)
+        classes = blob["classes"]
+        rows, probs = predict(model, store, store["split"] == split, device)
+        keep = store["label"][rows] >= 0
+        truth, pred = store["label"][rows][keep], probs[keep].argmax(1)
+        metrics = classification_metrics(truth, pred, classes)
+        metrics["split"] = split
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        pd.DataFrame({"actual": [classes[i] for i in truth], "predicted": [classes[i] for i in pred]}).to_csv(
+            out / "predictions.csv", index=False)
+        for norm in ("recall", "precision"):
+            matrix = confusion(truth, pred, len(classes), norm)
+            pd.DataFrame(matrix, index=classes, columns=classes).to_csv(out / f"confusion_{norm}.csv")
+            plot_confusion(matrix, classes, f"{split}: normalised by {norm}", out / f"confusion_{norm}.png")
+        write_record(out / "metrics.json", "evaluate", {"split": split}, inputs=[args.checkpoint, args.store])
+        print(f"evaluate ({split}, {len(truth)} utterances): acc {metrics['acc']:.1f}  wF1 {metrics['wf1']:.1f}")
+        for name, m in metrics["per_class"].items():
+            print(f"  {name:>12}: acc {m['acc']:5.1f}  F1 {m['f1']:5.1f}  n={m['support']}")
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -205,7 +205,7 @@ def generate(out_dir, cfg: DemoConfig | None = None, workers: int = 1, progress:
     with mp.get_context("fork").Pool(max(1, workers), maxtasksperchild=1) as pool:
         done = pool.imap(_make_dialogue, jobs)
         for dialogue_rows, engine in tqdm(done, total=len(jobs), desc="demo corpus", unit="dialogue",
-                                          disable=not progress):
+                                          disable=None if progress else True):
             rows.extend(dialogue_rows)
             engines.add(engine)
     manifest = pd.DataFrame(rows)

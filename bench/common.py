@@ -1,0 +1,101 @@
+"""Shared by the benchmarks: train model variants over several seeds on a store, summarise."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.dimmn import ModelConfig  # noqa: E402
+from model.metrics import classification_metrics  # noqa: E402
+from model.train import TrainConfig, pick_device, predict, train  # noqa: E402
+
+
+def run_variant(store: dict, model_params: dict, train_params: dict, seed: int, split: str = "test") -> dict:
+    start = time.time()
+    model, history, summary = train(store, ModelConfig(**model_params), TrainConfig(**{**train_params, "seed": seed}),
+                                    progress=False)
+    device = pick_device(train_params.get("device", "auto"))
+    rows, probs = predict(model, store, store["split"] == split, device)
+    metrics = classification_metrics(store["label"][rows], probs.argmax(1), [str(c) for c in store["classes"]])
+    return {"acc": metrics["acc"], "wf1": metrics["wf1"], "epochs": summary["epochs_run"],
+            "seconds": time.time() - start, "best_valid_wf1": summary["best_valid_wf1"]}
+
+
+def compare(store: dict, variants: dict, train_params: dict, seeds: int, log=print) -> dict:
+    """{name: {acc_mean, acc_min, acc_max, wf1_mean, ...}} over ``seeds`` seeds per variant."""
+    table = {}
+    for name, model_params in variants.items():
+        runs = []
+        for seed in range(seeds):
+            runs.append(run_variant(store, model_params, train_params, seed))
+            log(f"{name:>12} seed {seed}: acc {runs[-1]['acc']:.2f} wF1 {runs[-1]['wf1']:.2f} "
+                f"({runs[-1]['epochs']} epochs, {runs[-1]['seconds']:.0f}s)")
+        acc, wf1 = np.array([r["acc"] for r in runs]), np.array([r["wf1"] for r in runs])
+        table[name] = {"acc_mean": round(float(acc.mean()), 2), "acc_min": round(float(acc.min()), 2),
+                       "acc_max": round(float(acc.max()), 2), "wf1_mean": round(float(wf1.mean()), 2),
+                       "wf1_min": round(float(wf1.min()), 2), "wf1_max": round(float(wf1.max()), 2)}
+    return table
+
+
+def print_table(table: dict) -> None:
+    print(f"{'model':>14} | {'acc mean':>8} {'min':>6} {'max':>6} | {'wF1 mean':>8} {'min':>6} {'max':>6}")
+    for name, r in table.items():
+        print(f"{name:>14} | {r['acc_mean']:8.2f} {r['acc_min']:6.2f} {r['acc_max']:6.2f} | "
+              f"{r['wf1_mean']:8.2f} {r['wf1_min']:6.2f} {r['wf1_max']:6.2f}")
+
+
+def last_line(obj) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+MELD_EMOTIONS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
+IEMOCAP_EMOTIONS = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
+
+
+def read_meld_text(folder) -> "pd.DataFrame":
+    """MELD's {train,dev,test}_sent_emo.csv as one frame with split train/valid/test."""
+    import pandas as pd
+
+    parts = []
+    for name, split in (("train", "train"), ("dev", "valid"), ("test", "test")):
+        path = Path(folder) / f"{name}_sent_emo.csv"
+        try:
+            frame = pd.read_csv(path, encoding="utf-8")
+        except UnicodeDecodeError:
+            frame = pd.read_csv(path, encoding="cp1252")
+        parts.append(pd.DataFrame({"split": split, "dialogue_id": f"{name}_" + frame["Dialogue_ID"].astype(str),
+                                   "turn": frame["Utterance_ID"], "speaker": frame["Speaker"],
+                                   "text": frame["Utterance"], "label": frame["Emotion"]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def read_iemocap_text(folder) -> "pd.DataFrame":
+    import pandas as pd
+
+    frame = pd.read_csv(Path(folder) / "iemocap_utterances.csv")
+    return pd.DataFrame({"split": frame["split"], "dialogue_id": frame["dialogue_id"], "turn": frame["utterance_index"],
+                         "speaker": frame["speaker"], "text": frame["text"].fillna(""), "label": frame["emotion"]})
+
+
+def text_cnn_features(frame, classes, config):
+    """Train the project's text CNN on train (early stopping on valid); return features, test metrics."""
+    from extractors.fit import class_indices
+    from extractors.text import train_text_cnn
+
+    y = class_indices(frame["label"], classes)
+    texts = frame["text"].astype(str).tolist()
+    part = {s: (frame["split"] == s).to_numpy() for s in ("train", "valid", "test")}
+    pick = lambda s: [texts[i] for i in np.flatnonzero(part[s])]  # noqa: E731
+    featurizer, info = train_text_cnn(pick("train"), y[part["train"]], pick("valid"), y[part["valid"]], classes, config)
+    pred = featurizer.predict_proba(pick("test")).argmax(1)
+    metrics = classification_metrics(y[part["test"]], pred, classes)
+    return featurizer.features(texts), y, metrics, info

@@ -1,0 +1,56 @@
+"""Dialogue batches from a feature store (dict of arrays, as ``align`` or ``import`` write it)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+
+def holdout_valid(split: np.ndarray, dialogue_id: np.ndarray, seed: int = 0, share: float = 0.1):
+    """Boolean masks (train, valid) over utterances. Without a valid split, a seeded part of the
+    training dialogues is held out (whole dialogues); test is never used for selection."""
+    split, dialogue_id = np.asarray(split), np.asarray(dialogue_id)
+    train, valid = split == "train", split == "valid"
+    dialogues = sorted(set(dialogue_id[train]))
+    if not valid.any() and len(dialogues) >= 2:
+        rng = np.random.default_rng(seed)
+        held = rng.choice(dialogues, max(1, int(round(share * len(dialogues)))), replace=False)
+        valid = train & np.isin(dialogue_id, held)
+        train = train & ~valid
+    return train, valid
+
+
+def dialogues(store: dict, rows_mask: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each dialogue among ``rows_mask``, in turn order (dialogues in first-seen order)."""
+    groups = OrderedDict()
+    for i in np.flatnonzero(rows_mask):
+        groups.setdefault(store["dialogue_id"][i], []).append(i)
+    return [np.array(sorted(rows, key=lambda i: store["turn"][i])) for rows in groups.values()]
+
+
+def collate(store: dict, batch: list[np.ndarray], modalities, device) -> dict:
+    """Pad a list of dialogues into tensors: feats/present per modality, mask, speakers, labels."""
+    T = max(len(rows) for rows in batch)
+    B = len(batch)
+    out = {"feats": {}, "present": {}}
+    index = np.zeros((B, T), dtype=np.int64)
+    mask = np.zeros((B, T), dtype=bool)
+    speakers = np.full((B, T), -1, dtype=np.int64)
+    for b, rows in enumerate(batch):
+        index[b, :len(rows)] = rows
+        mask[b, :len(rows)] = True
+        names = {}
+        for t, i in enumerate(rows):
+            speakers[b, t] = names.setdefault(str(store["speaker"][i]), len(names))
+    for m in modalities:
+        feats = store[m][index] * mask[..., None]
+        present = store.get(f"{m}_present", np.ones(len(store[m]), bool))[index] & mask
+        out["feats"][m] = torch.as_tensor(feats, dtype=torch.float32, device=device)
+        out["present"][m] = torch.as_tensor(present, device=device)
+    out["mask"] = torch.as_tensor(mask, device=device)
+    out["speakers"] = torch.as_tensor(speakers, device=device)
+    labels = np.where(mask, store["label"][index], -1)
+    out["labels"] = torch.as_tensor(labels, dtype=torch.long, device=device)
+    out["rows"] = index[mask]
+    return out

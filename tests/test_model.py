@@ -1,0 +1,168 @@
+"""DIMMN's behaviour: shapes, attention, causality, memory window, gradients, training."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.data import collate, dialogues
+from model.dimmn import DIMMN, ModelConfig
+from model.train import TrainConfig, train
+
+DIMS = {"text": 12, "audio": 8, "visual": 10}
+
+
+def make_store(n_dialogues=6, turns=8, speakers=2, seed=0, classes=3):
+    """A synthetic store whose labels are visible in the features (so a model can learn them)."""
+    rng = np.random.default_rng(seed)
+    n = n_dialogues * turns
+    label = rng.integers(0, classes, n)
+    store = {"utterance_id": np.array([f"u{i}" for i in range(n)]),
+             "dialogue_id": np.array([f"d{i // turns}" for i in range(n)]),
+             "turn": np.array([i % turns for i in range(n)]),
+             "speaker": np.array([f"s{i % turns if i % turns < speakers else rng.integers(speakers)}" for i in range(n)]),
+             "split": np.array(["train" if i // turns < n_dialogues - 2 else "valid" if i // turns == n_dialogues - 2
+                                else "test" for i in range(n)]),
+             "label": label, "classes": np.array([f"c{i}" for i in range(classes)])}
+    for m, d in DIMS.items():
+        x = rng.normal(0, 1, (n, d)).astype(np.float32)
+        x[np.arange(n), label] += 2.0
+        store[m], store[f"{m}_present"] = x, np.ones(n, bool)
+    return store
+
+
+def batch_of(store, **config):
+    cfg = ModelConfig(d=16, K=3, L=2, **config)
+    torch.manual_seed(0)
+    model = DIMMN(cfg, DIMS, len(store["classes"])).eval()
+    return model, collate(store, dialogues(store, np.ones(len(store["label"]), bool)), cfg.modalities, "cpu")
+
+
+def run(model, b):
+    return model(b["feats"], b["present"], b["mask"], b["speakers"])
+
+
+@pytest.mark.parametrize("speakers", [2, 5])
+@pytest.mark.parametrize("mode", ["dimmn", "utterance", "bclstm"])
+def test_shapes_for_any_number_of_speakers(speakers, mode):
+    store = make_store(n_dialogues=3, turns=9, speakers=speakers)
+    model, b = batch_of(store, mode=mode)
+    assert int(b["speakers"].max()) == speakers - 1
+    assert run(model, b).shape == (3, 9, 3)
+
+
+@pytest.mark.parametrize("attention", ["matrix", "hadamard"])
+def test_attention_weights_sum_to_one(attention):
+    model, b = batch_of(make_store(), attention=attention)
+    run(model, b)
+    for level in model.fusion.last_attention:
+        assert torch.allclose(level.sum(-1), torch.ones_like(level.sum(-1)), atol=1e-5)
+    att = model.last_memory_attention[0]
+    sums = att.sum(-1)[b["mask"]]
+    assert torch.allclose(sums[sums > 0], torch.ones_like(sums[sums > 0]), atol=1e-5)
+
+
+def test_tcn_is_causal_and_sees_only_its_speaker():
+    store = make_store(n_dialogues=1, turns=10)
+    store["speaker"] = np.array(list("ABABBABAAB"))
+    model, b = batch_of(store)
+    U = torch.randn(1, 10, 16)
+    base = model.speaker_context(U, b["speakers"], b["mask"])
+    later_a = U.clone()
+    later_a[0, 7] += 5.0                                   # A's 5th utterance
+    out = model.speaker_context(later_a, b["speakers"], b["mask"])
+    a_rows = [i for i, s in enumerate("ABABBABAAB") if s == "A"]
+    assert torch.allclose(out[0, [i for i in a_rows if i < 7]], base[0, [i for i in a_rows if i < 7]])
+    assert not torch.allclose(out[0, 7], base[0, 7])
+    b_rows = [i for i, s in enumerate("ABABBABAAB") if s == "B"]
+    assert torch.allclose(out[0, b_rows], base[0, b_rows])  # B never sees A's utterances
+
+
+@pytest.mark.parametrize("window, size", [("past", 0), ("past", 2), ("all", 0)])
+def test_memory_reads_only_its_window(window, size):
+    model, b = batch_of(make_store(n_dialogues=1, turns=8), window=window, window_size=size)
+    run(model, b)
+    for att in model.last_memory_attention:
+        read = att[0] > 0
+        for t in range(8):
+            allowed = set(range(8)) if window == "all" else set(range(max(0, t - size) if size else 0, t))
+            assert set(torch.nonzero(read[t]).flatten().tolist()) <= allowed
+        if window == "past":
+            assert not read[0].any()
+
+
+def test_absent_modality_cannot_pass_garbage():
+    store = make_store(n_dialogues=1, turns=6)
+    store["audio_present"][2] = False
+    model, b = batch_of(store)
+    base = run(model, b)
+    b["feats"]["audio"][0, 2] = 1e4
+    assert torch.allclose(run(model, b), base)
+
+
+@pytest.mark.parametrize("config", [{}, {"context": "gru"}, {"fusion": "concat"}, {"views": "TV+AV"},
+                                    {"mode": "bclstm"}, {"modalities": ["text"]}])
+def test_every_parameter_gets_a_gradient(config):
+    model, b = batch_of(make_store(), **config)
+    model.train()
+    logits = run(model, b)
+    torch.nn.functional.cross_entropy(logits[b["mask"]], b["labels"][b["mask"]]).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_a_tiny_batch_overfits():
+    store = make_store(n_dialogues=2, turns=6)
+    store["split"][:] = "train"
+    _, history, summary = train(store, ModelConfig(d=16, K=3, L=2, dropout=0.0),
+                                TrainConfig(epochs=150, patience=150, lr=0.01), progress=False)
+    assert history[-1]["train_acc"] == 100.0 and history[-1]["loss"] < 0.05
+
+
+def test_same_seed_same_metrics_and_resume(tmp_path):
+    store = make_store()
+    cfg = TrainConfig(epochs=6, patience=6, seed=3)
+    _, h1, s1 = train(store, ModelConfig(d=16, K=3, L=2), cfg, progress=False)
+    _, h2, s2 = train(store, ModelConfig(d=16, K=3, L=2), cfg, progress=False)
+    assert h1 == h2 and s1 == s2
+    # stop after 3 epochs, then resume to 6: the same history as one run
+    ckpt = tmp_path / "m.pt"
+    train(store, ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=3, patience=6, seed=3), checkpoint=ckpt, progress=False)
+    _, h3, _ = train(store, ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=6, patience=6, seed=3, resume=True),
+                     checkpoint=ckpt, progress=False)
+    assert [round(h["loss"], 5) for h in h3] == [round(h["loss"], 5) for h in h1]
+
+
+def test_store_without_valid_split_holds_out_train_dialogues():
+    store = make_store(n_dialogues=10)
+    store["split"][store["split"] == "valid"] = "train"
+    _, _, summary = train(store, ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=1), progress=False)
+    assert summary["valid_utterances"] == 8 and summary["train_utterances"] == 8 * 8
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda_with_auto_device():
+    _, history, summary = train(make_store(), ModelConfig(d=16), TrainConfig(epochs=2, amp=True), progress=False)
+    assert summary["device"].startswith("cuda") and np.isfinite(history[-1]["loss"])
+
+
+def test_torchrun_ddp_two_gloo_processes(tmp_path):
+    store = make_store(n_dialogues=8)
+    np.savez(tmp_path / "store.npz", **store)
+    (tmp_path / "params.yaml").write_text("model: {d: 16, K: 3, L: 2}\ntrain: {epochs: 3, patience: 3, batch_size: 2}\n")
+    root = Path(__file__).resolve().parents[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "pipeline", "train",
+         "--params", str(tmp_path / "params.yaml"), "--store", str(tmp_path / "store.npz"),
+         "--checkpoint", str(tmp_path / "m.pt"), "--history", str(tmp_path / "h.csv"),
+         "--summary", str(tmp_path / "s.json")],
+        cwd=root, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(root)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["world_size"] == 2 and summary["ddp_params_identical"] is True
+    assert done.stdout.count("train: best valid") == 1   # one set of outputs, from rank 0
