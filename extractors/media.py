@@ -212,9 +212,10 @@ def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | No
     with av.open(str(path), "w", options={"fflags": "+bitexact"}) as out:
         video = audio_stream = None
         if frames is not None:
-            # mbtree and lookahead made x264's output vary between processes: both off.
+            # mbtree and lookahead made x264's output vary between processes: both off. No B-frames:
+            # AVI has no presentation timestamps to reorder them by.
             video = out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast", "threads": "1",
-                                                                 "x264-params": "no-mbtree=1:rc-lookahead=0"})
+                                                                 "x264-params": "no-mbtree=1:rc-lookahead=0:bframes=0"})
             video.height, video.width = frames.shape[1:3]
             video.pix_fmt = "yuv420p"
         if audio is not None:

@@ -51,7 +51,7 @@ def demo_cmd(parser):
 
 @command("ingest", "read a dataset's layout into a manifest CSV")
 def ingest_cmd(parser):
-    parser.add_argument("--format", help="demo | generic (params: ingest.format)")
+    parser.add_argument("--format", help="demo | generic | meld | iemocap (params: ingest.format)")
     parser.add_argument("--root", help="dataset folder (params: ingest.root)")
     parser.add_argument("--csv", help="generic format: the CSV (default ROOT/manifest.csv)")
     parser.add_argument("--labels", nargs="*", help="generic format: the label set")
@@ -75,10 +75,16 @@ def ingest_cmd(parser):
         write_manifest(manifest, args.out)
         listed = [p for p in (Path(args.csv) if args.csv else Path(root) / "manifest.csv",) if p.is_file()]
         write_record(args.out, "ingest", dict(params, format=fmt, root=root), inputs=listed,
-                     extra={"labels": manifest.attrs["labels"], "counts": manifest["split"].value_counts().to_dict()})
+                     extra={"labels": manifest.attrs["labels"], "counts": manifest["split"].value_counts().to_dict(),
+                            "skipped": manifest.attrs.get("skipped", []), "dropped": manifest.attrs.get("dropped", {})})
         counts = ", ".join(f"{k} {v}" for k, v in manifest["split"].value_counts().items())
         print(f"ingest: {len(manifest)} utterances, {manifest['dialogue_id'].nunique()} dialogues ({counts}) "
               f"-> {args.out}")
+        skipped, dropped = manifest.attrs.get("skipped", []), manifest.attrs.get("dropped", {})
+        if skipped:
+            print(f"ingest: skipped {len(skipped)} (listed in {args.out}.meta.json), e.g. {skipped[0]}")
+        if dropped:
+            print(f"ingest: dropped labels outside the label map: {dropped}")
     return run
 
 

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.manifest import ManifestError, read_generic
@@ -25,7 +28,137 @@ def read_generic_root(root, csv=None, labels=None, dataset=None, **_) -> pd.Data
     return read_generic(Path(csv) if csv else root / "manifest.csv", root, labels=labels or None, dataset=dataset)
 
 
-READERS = {"demo": read_demo, "generic": read_generic_root}
+MELD_EMOTIONS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
+MELD_SENTIMENTS = ["negative", "neutral", "positive"]
+MELD_SPLITS = {  # split: (CSV, clip folder)
+    "train": ("train_sent_emo.csv", "train_splits"),
+    "valid": ("dev_sent_emo.csv", "dev_splits_complete"),
+    "test": ("test_sent_emo.csv", "output_repeated_splits_test"),
+}
+QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2026": "..."})
+
+
+def _read_csv_any_encoding(path) -> pd.DataFrame:
+    """UTF-8 (MELD's public repository) or Windows-1252 (its release archive: 0x92 for ')."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")
+    import io
+    return pd.read_csv(io.StringIO(text.translate(QUOTES)), dtype=str, keep_default_na=False)
+
+
+def read_meld(root, labels: str = "emotion", **_) -> pd.DataFrame:
+    """MELD's release: the three CSVs beside the clip folders; clips dia{D}_utt{U}.mp4 (test clips
+    may carry a final_videos_test prefix). Rows whose clip is missing are skipped and reported
+    in ``attrs["skipped"]``; ``labels`` is emotion (7 classes) or sentiment (3)."""
+    root = Path(root)
+    if labels not in ("emotion", "sentiment"):
+        raise ManifestError(f"meld: labels must be emotion or sentiment, not {labels!r}")
+    rows, skipped = [], []
+    for split, (csv_name, folder) in MELD_SPLITS.items():
+        csv = root / csv_name
+        if not csv.is_file():
+            raise ManifestError(f"{csv}: MELD CSV not found")
+        frame = _read_csv_any_encoding(csv)
+        for line, row in enumerate(frame.itertuples(index=False), start=2):
+            d, u = row.Dialogue_ID, row.Utterance_ID
+            candidates = [root / folder / f"dia{d}_utt{u}.mp4", root / folder / f"final_videos_testdia{d}_utt{u}.mp4"]
+            clip = next((c for c in candidates if c.is_file()), None)
+            if clip is None:
+                skipped.append(f"{csv.name}:{line}: dia{d}_utt{u}.mp4 missing from {folder}/")
+                continue
+            rows.append({"split": split, "dialogue_id": f"{split}_dia{d}", "utterance_id": f"{split}_dia{d}_utt{u}",
+                         "turn": u, "speaker": row.Speaker, "text": row.Utterance,
+                         "label": (row.Emotion if labels == "emotion" else row.Sentiment).lower(),
+                         "media": clip.relative_to(root).as_posix()})
+    label_set = MELD_EMOTIONS if labels == "emotion" else MELD_SENTIMENTS
+    return _manifest_from_rows(rows, root, "meld", label_set, skipped)
+
+
+def _manifest_from_rows(rows, root: Path, dataset: str, labels, skipped) -> pd.DataFrame:
+    import tempfile
+
+    if not rows:
+        raise ManifestError(f"{root}: no utterance with a clip found ({len(skipped)} skipped)")
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / f"{dataset}.csv"
+        pd.DataFrame(rows).to_csv(csv, index=False)
+        manifest = read_generic(csv, root, labels=labels, dataset=dataset)
+    manifest.attrs["skipped"] = skipped
+    return manifest
+
+
+IEMOCAP_CODES = {"neu": "neutral", "hap": "happy", "sad": "sad", "ang": "angry", "exc": "excited", "fru": "frustrated"}
+IEMOCAP_MAPS = {
+    "6": {code: name for code, name in IEMOCAP_CODES.items()},
+    "4": {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"},
+}
+_TURN = re.compile(r"^(\S+)\s+\[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\]:\s*(.*)$")
+_EVAL = re.compile(r"^\[(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\]\t(\S+)\t(\S+)\t")
+
+
+def read_iemocap(root, label_map: str = "6", split: str = "sessions", split_file: str | None = None,
+                 valid_share: float = 0.1, seed: int = 0, **_) -> pd.DataFrame:
+    """IEMOCAP's release: Session{1..5}/dialog/{avi/DivX/*.avi, transcriptions/*.txt, EmoEvaluation/*.txt}.
+
+    Utterances are [start, end] segments of the dialog video. ``label_map`` 6 (the paper's classes)
+    or 4 (excited merged into happy); other labels are dropped and counted in ``attrs["dropped"]``.
+    ``split``: sessions (1-4 train with a seeded valid part by dialogue, 5 test) or file (the
+    dialogue_id -> split of ``split_file``, e.g. ../shared/data/iemocap_text's CSV)."""
+    root = Path(root)
+    mapping = IEMOCAP_MAPS.get(str(label_map))
+    if mapping is None:
+        raise ManifestError(f"iemocap: label_map must be 6 or 4, not {label_map!r}")
+    rows, dropped, skipped = [], Counter(), []
+    for session in sorted(root.glob("Session*")):
+        for transcript in sorted((session / "dialog" / "transcriptions").glob("*.txt")):
+            dialog = transcript.stem
+            video = session / "dialog" / "avi" / "DivX" / f"{dialog}.avi"
+            evaluation = session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+            if not video.is_file() or not evaluation.is_file():
+                skipped.append(f"{dialog}: {'video' if not video.is_file() else 'EmoEvaluation'} missing")
+                continue
+            labels = {m.group(3): m.group(4) for m in map(_EVAL.match, evaluation.read_text(errors="replace").splitlines()) if m}
+            turns = [m for m in map(_TURN.match, transcript.read_text(errors="replace").splitlines()) if m]
+            for m in sorted(turns, key=lambda m: float(m.group(2))):
+                uid, start, end, text = m.group(1), float(m.group(2)), float(m.group(3)), m.group(4)
+                code = labels.get(uid, "xxx")
+                if code not in mapping:
+                    dropped[code] += 1
+                    continue
+                rows.append({"dialogue_id": dialog, "utterance_id": uid, "speaker": uid.rsplit("_", 1)[1][0],
+                             "text": text.strip(), "label": mapping[code], "media": video.relative_to(root).as_posix(),
+                             "start": start, "end": end, "session": int(session.name[-1])})
+    if not rows:
+        raise ManifestError(f"{root}: no IEMOCAP utterance found (Session*/dialog/...)")
+    frame = pd.DataFrame(rows)
+    frame["turn"] = frame.groupby("dialogue_id").cumcount()
+    if split == "sessions":
+        frame["split"] = np.where(frame["session"] == 5, "test", "train")
+        dialogs = sorted(frame.loc[frame["split"] == "train", "dialogue_id"].unique())
+        held = np.random.default_rng(seed).choice(dialogs, max(1, round(valid_share * len(dialogs))), replace=False) \
+            if len(dialogs) >= 2 else []
+        frame.loc[frame["dialogue_id"].isin(held), "split"] = "valid"
+    elif split == "file":
+        if not split_file or not Path(split_file).is_file():
+            raise ManifestError(f"iemocap: split=file needs split_file, a CSV with dialogue_id and split ({split_file})")
+        table = pd.read_csv(split_file, dtype=str)
+        lookup = dict(zip(table["dialogue_id"], table["split"]))
+        unknown = sorted(set(frame["dialogue_id"]) - set(lookup))
+        if unknown:
+            raise ManifestError(f"{split_file}: no split for dialogue(s) {unknown[:5]}")
+        frame["split"] = frame["dialogue_id"].map(lookup)
+    else:
+        raise ManifestError(f"iemocap: split must be sessions or file, not {split!r}")
+    label_set = sorted(set(mapping.values()), key=list(IEMOCAP_CODES.values()).index)
+    manifest = _manifest_from_rows(frame.drop(columns="session").to_dict("records"), root, "iemocap", label_set, skipped)
+    manifest.attrs["dropped"] = dict(dropped)
+    return manifest
+
+
+READERS = {"demo": read_demo, "generic": read_generic_root, "meld": read_meld, "iemocap": read_iemocap}
 
 
 def read_dataset(fmt: str, root, **options) -> pd.DataFrame:
