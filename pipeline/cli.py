@@ -268,6 +268,27 @@ def evaluate_cmd(parser):
     return run
 
 
+@command("predict", "label a new conversation (clips + CSV) with a trained run, without retraining")
+def predict_cmd(parser):
+    parser.add_argument("--run", dest="run_dir", default="data/models", help="the trained run's folder")
+    parser.add_argument("--clips", required=True, help="folder of the conversation's clips")
+    parser.add_argument("--csv", required=True, help="turn, speaker, text, media (relative to --clips)")
+    parser.add_argument("--out", default="predictions.csv")
+    parser.add_argument("--cache", default="data/cache")
+
+    def run(args):
+        from pipeline.params import load_params
+        from pipeline.predict import predict_conversation
+
+        table = predict_conversation(args.run_dir, args.clips, args.csv, load_params(args.params), args.cache)
+        table.to_csv(args.out, index=False)
+        probs = [c for c in table.columns if c.startswith("p_")]
+        shown = table[["turn", "speaker", "utterance_id", "predicted"] + probs]
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        print(f"predict: {len(table)} utterances -> {args.out}")
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -284,11 +305,12 @@ def main(argv=None) -> int:
     from extractors.text import TextError
     from pipeline.exchange import ExchangeError
     from pipeline.manifest import ManifestError
+    from pipeline.predict import PredictError
 
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ManifestError, MediaError, TextError, ExchangeError) as exc:
+    except (ManifestError, MediaError, TextError, ExchangeError, PredictError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,5 +1,6 @@
 """The real DVC pipeline on a tiny demo corpus, in a throwaway copy of the project."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -74,3 +75,40 @@ def test_changing_one_extractor_reruns_only_it_and_what_follows(project):
     stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
     ran = {s for s in stages if f"Running stage '{s}'" in out}
     assert ran == DOWNSTREAM_OF_AUDIO & set(stages), out
+
+
+def _conversation(dest):
+    """Three of the project's demo clips as a new conversation folder + CSV."""
+    clips = sorted((dest / "data" / "demo" / "clips").glob("*.mp4"))[:3]
+    folder = dest / "conversation"
+    folder.mkdir(exist_ok=True)
+    lines = ["turn,speaker,text,media"] + [f"{i},A,hello there,{c.name}" for i, c in enumerate(clips)]
+    (folder / "turns.csv").write_text("\n".join(lines) + "\n")
+    for c in clips:
+        shutil.copy(c, folder / c.name)
+    return folder
+
+
+def test_predict_labels_a_new_conversation_without_retraining(project):
+    dest, _ = project
+    folder = _conversation(dest)
+    before = (dest / "data" / "models" / "dimmn.pt").read_bytes()
+    out = run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {folder}/pred.csv", dest)
+    table = __import__("pandas").read_csv(folder / "pred.csv")
+    assert len(table) == 3 and set(table["predicted"]) <= {"neutral", "happy", "sad", "angry"}
+    probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
+    assert abs(probs.sum(1) - 1).max() < 1e-3 and "predicted" in out
+    assert (dest / "data" / "models" / "dimmn.pt").read_bytes() == before
+
+
+def test_predict_refuses_other_feature_settings(project):
+    dest, _ = project
+    folder = _conversation(dest)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["audio"]["feature_set"] = "emobase"
+    (dest / "other.yaml").write_text(yaml.safe_dump(params))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(dest))
+    done = subprocess.run(f"python -m pipeline predict --params other.yaml --clips {folder} --csv {folder}/turns.csv",
+                          cwd=dest, env=env, shell=True, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert re.search(r"audio.feature_set is 'emobase' here but '(ComParE_2016|eGeMAPSv02)' in the run", done.stderr)
