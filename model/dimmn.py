@@ -11,7 +11,9 @@ window, the modalities used, and ``mode`` dimmn | utterance | bclstm.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+
+from model.config import from_section
 
 import torch
 from torch import nn
@@ -38,11 +40,7 @@ class ModelConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown model parameters: {sorted(unknown)}")
-        return cls(**params)
+        return from_section(cls, params, "model")
 
     def view_pairs(self) -> list[tuple[str, str]]:
         pairs = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from model.config import from_section
 from model.data import collate, dialogues, holdout_valid
 from model.dimmn import DIMMN, ModelConfig
 from model.metrics import classification_metrics
@@ -41,11 +42,7 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown train parameters: {sorted(unknown)}")
-        return cls(**params)
+        return from_section(cls, params, "train")
 
 
 def pick_device(name: str) -> torch.device:

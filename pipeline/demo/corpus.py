@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from extractors.media import write_clip
+from model.config import from_section
 from pipeline.demo.face import Expression, draw_face
 from pipeline.demo.voice import Prosody, engine_name, speak
 
@@ -75,11 +76,7 @@ class DemoConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "DemoConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown demo parameters: {sorted(unknown)}")
-        return cls(**params)
+        return from_section(cls, params, "demo")
 
 
 def _labels_for_dialogue(cfg: DemoConfig, turns: int, rng) -> list[tuple[str, str]]:
