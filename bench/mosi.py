@@ -15,7 +15,7 @@ from common import compare, last_line, print_table
 from pipeline.exchange import import_mosi
 
 VARIANTS = {
-    "dimmn": {"views": "TA+VA"},
+    "dimmn": {"views": "TA+VA", "window": "all"},   # a monologue: later utterances are context too
     "bclstm": {"mode": "bclstm", "fusion": "concat"},
     "utterance": {"mode": "utterance", "fusion": "concat"},
 }
