@@ -5,6 +5,7 @@ conversation module in single-modality mode against the utterance-level baseline
 
 Published with text-CNN features: DialogueRNN 62.75, DialogueGCN 64.18 weighted F1.
 The last line is one JSON object (percentages): {"text_cnn": {...}, "dimmn": {...}, "utterance": {...}}.
+DIMMN here reads the whole dialogue (model window "all"); add {"window": "past"} to VARIANTS to compare.
 """
 import argparse
 from pathlib import Path
@@ -16,7 +17,6 @@ from extractors.text import TextConfig
 
 VARIANTS = {
     "dimmn": {"modalities": ["text"], "window": "all"},
-    "dimmn_past": {"modalities": ["text"], "window": "past"},
     "utterance": {"modalities": ["text"], "mode": "utterance"},
 }
 
