@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.dimmn import ModelConfig  # noqa: E402
 from model.metrics import classification_metrics  # noqa: E402
 from model.train import TrainConfig, pick_device, predict, train  # noqa: E402
+from pipeline.datasets import MELD_EMOTIONS, read_csv_any_encoding  # noqa: E402,F401
 
 
 def run_variant(store: dict, model_params: dict, train_params: dict, seed: int, split: str = "test") -> dict:
@@ -54,10 +54,7 @@ def last_line(obj) -> None:
     print(json.dumps(obj), flush=True)
 
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
 
-
-MELD_EMOTIONS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 IEMOCAP_EMOTIONS = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
 
 
@@ -67,13 +64,9 @@ def read_meld_text(folder) -> "pd.DataFrame":
 
     parts = []
     for name, split in (("train", "train"), ("dev", "valid"), ("test", "test")):
-        path = Path(folder) / f"{name}_sent_emo.csv"
-        try:
-            frame = pd.read_csv(path, encoding="utf-8")
-        except UnicodeDecodeError:
-            frame = pd.read_csv(path, encoding="cp1252")
+        frame = read_csv_any_encoding(Path(folder) / f"{name}_sent_emo.csv")
         parts.append(pd.DataFrame({"split": split, "dialogue_id": f"{name}_" + frame["Dialogue_ID"].astype(str),
-                                   "turn": frame["Utterance_ID"], "speaker": frame["Speaker"],
+                                   "turn": frame["Utterance_ID"].astype(int), "speaker": frame["Speaker"],
                                    "text": frame["Utterance"], "label": frame["Emotion"]}))
     return pd.concat(parts, ignore_index=True)
 

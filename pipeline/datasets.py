@@ -38,15 +38,18 @@ MELD_SPLITS = {  # split: (CSV, clip folder)
 QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2026": "..."})
 
 
-def _read_csv_any_encoding(path) -> pd.DataFrame:
-    """UTF-8 (MELD's public repository) or Windows-1252 (its release archive: 0x92 for ')."""
+def read_csv_any_encoding(path) -> pd.DataFrame:
+    """UTF-8 (MELD's public repository) or Windows-1252 (its release archive: 0x92 for '), with
+    curly quotes made straight after parsing (before, a curly double quote would break the CSV)."""
+    import io
+
     raw = Path(path).read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("cp1252")
-    import io
-    return pd.read_csv(io.StringIO(text.translate(QUOTES)), dtype=str, keep_default_na=False)
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    return frame.apply(lambda column: column.str.translate(QUOTES))
 
 
 def read_meld(root, labels: str = "emotion", **_) -> pd.DataFrame:
@@ -61,7 +64,7 @@ def read_meld(root, labels: str = "emotion", **_) -> pd.DataFrame:
         csv = root / csv_name
         if not csv.is_file():
             raise ManifestError(f"{csv}: MELD CSV not found")
-        frame = _read_csv_any_encoding(csv)
+        frame = read_csv_any_encoding(csv)
         for line, row in enumerate(frame.itertuples(index=False), start=2):
             d, u = row.Dialogue_ID, row.Utterance_ID
             candidates = [root / folder / f"dia{d}_utt{u}.mp4", root / folder / f"final_videos_testdia{d}_utt{u}.mp4"]

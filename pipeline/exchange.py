@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from model.data import dialogues as dialogues_of
 from pipeline.features import MODALITIES
 from pipeline.lineage import write_record
 
@@ -31,14 +31,6 @@ def save_store(store: dict, path, stage: str, params: dict, inputs=()) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **store)
     write_record(path, stage, params, inputs, extra={"classes": [str(c) for c in store["classes"]]})
-
-
-def _dialogues(store: dict):
-    """Row indices of each dialogue in turn order, dialogues in first-seen order."""
-    order = OrderedDict()
-    for i, dialogue in enumerate(store["dialogue_id"]):
-        order.setdefault(str(dialogue), []).append(i)
-    return {d: sorted(rows, key=lambda i: store["turn"][i]) for d, rows in order.items()}
 
 
 def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=None) -> list[Path]:
@@ -59,7 +51,8 @@ def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=
         written.append(out_dir / "features.csv")
         pd.concat(blocks, axis=1).to_csv(written[-1], index=False)
     if "pickle" in formats:
-        dialogues = _dialogues(store)
+        every = np.ones(len(store["label"]), bool)
+        dialogues = {str(store["dialogue_id"][rows[0]]): rows for rows in dialogues_of(store, every)}
         layout = {name: {} for name in PICKLE_FIELDS[:7]}
         for d, rows in dialogues.items():
             layout["videoIDs"][d] = [str(store["utterance_id"][i]) for i in rows]

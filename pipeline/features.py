@@ -21,8 +21,9 @@ from extractors.fit import class_indices, fit_classifier, pick_device, predict_b
 from extractors.reduce import Reducer
 from extractors.text import TextConfig, TextFeaturizer, tokenize, train_text_cnn
 from extractors.visual import TRAINED_BACKBONES, Small3DCNN, VisualConfig, VisualExtractor
+from model.data import holdout_valid
 from pipeline.cache import extract_utterances
-from pipeline.lineage import write_record
+from pipeline.lineage import read_record, record_path, write_record
 
 MODALITIES = ("text", "audio", "visual")
 
@@ -50,17 +51,8 @@ def load_features(path) -> dict:
 
 
 def training_parts(manifest: pd.DataFrame, seed: int = 0, valid_share: float = 0.1):
-    """Boolean masks (train, valid). A dataset without a valid split gets a seeded held-out part
-    of train, by dialogue; test is never used for fitting or selection."""
-    train = (manifest["split"] == "train").to_numpy()
-    valid = (manifest["split"] == "valid").to_numpy()
-    dialogues = sorted(manifest.loc[train, "dialogue_id"].unique())
-    if not valid.any() and len(dialogues) >= 2:
-        rng = np.random.default_rng(seed)
-        held = set(rng.choice(dialogues, max(1, int(round(valid_share * len(dialogues)))), replace=False))
-        valid = train & manifest["dialogue_id"].isin(held).to_numpy()
-        train = train & ~valid
-    return train, valid
+    """Boolean masks (train, valid); see ``model.data.holdout_valid``."""
+    return holdout_valid(manifest["split"].to_numpy(), manifest["dialogue_id"].to_numpy(), seed, valid_share)
 
 
 def text_stage(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path):
@@ -187,7 +179,7 @@ def align(manifest: pd.DataFrame, classes: list[str], feature_paths: dict, out, 
             "mean": float(shown.mean()) if shown.size else 0.0, "std": float(shown.std()) if shown.size else 0.0,
             "mean_l2_norm": float(np.linalg.norm(shown, axis=1).mean()) if shown.size else 0.0,
         }
-        record = json.loads(Path(str(path) + ".meta.json").read_text()) if Path(str(path) + ".meta.json").exists() else {}
+        record = read_record(path) if record_path(path).is_file() else {}
         for key in ("frames", "face_frames", "clips_without_face"):
             if key in record:
                 report["modalities"][modality][key] = record[key]

@@ -22,7 +22,7 @@ def meld_root(tmp_path):
     rows = {
         "train": [("Oh, it’s you.", "Monica", "surprise", "positive", 0, 0), ("I’m fine", "Ross", "neutral", "neutral", 0, 1),
                   ("Go away!", "Rachel", "anger", "negative", 0, 2), ("Hi", "Joey", "joy", "positive", 1, 0)],
-        "dev": [("What?", "Chandler", "surprise", "negative", 0, 0)],
+        "dev": [("What? He said “no”, again?", "Chandler", "surprise", "negative", 0, 0)],
         "test": [("No way", "Phoebe", "disgust", "negative", 3, 0), ("Yes", "Phoebe", "sadness", "negative", 3, 1)],
     }
     folders = {"train": "train_splits", "dev": "dev_splits_complete", "test": "output_repeated_splits_test"}
@@ -47,6 +47,7 @@ def test_meld_layout(meld_root):
     first = manifest[manifest["utterance_id"] == "train_dia0_utt0"].iloc[0]
     assert first["text"] == "Oh, it's you." and first["speaker"] == "Monica" and first["label"] == "surprise"
     assert manifest.loc[manifest["utterance_id"] == "train_dia0_utt1", "text"].item() == "I'm fine"
+    assert manifest.loc[manifest["split"] == "valid", "text"].item() == 'What? He said "no", again?'
     assert manifest.attrs["labels"][0] == "neutral" and len(manifest.attrs["labels"]) == 7
     assert manifest["media"].str.contains("final_videos_testdia3_utt1.mp4").any()
     assert manifest.groupby("dialogue_id")["speaker"].nunique()["train_dia0"] == 3
