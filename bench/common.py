@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.dimmn import ModelConfig  # noqa: E402
-from model.metrics import classification_metrics  # noqa: E402
-from model.train import TrainConfig, pick_device, predict, train  # noqa: E402
-from pipeline.datasets import MELD_EMOTIONS, read_csv_any_encoding  # noqa: E402,F401
+from model.dimmn import ModelConfig
+from model.metrics import classification_metrics
+from model.train import TrainConfig, pick_device, predict_probs, train
 
 
 def run_variant(store: dict, model_params: dict, train_params: dict, seed: int, split: str = "test") -> dict:
@@ -21,7 +17,7 @@ def run_variant(store: dict, model_params: dict, train_params: dict, seed: int, 
     model, history, summary = train(store, ModelConfig(**model_params), TrainConfig(**{**train_params, "seed": seed}),
                                     progress=False)
     device = pick_device(train_params.get("device", "auto"))
-    rows, probs = predict(model, store, store["split"] == split, device)
+    rows, probs = predict_probs(model, store, store["split"] == split, device)
     metrics = classification_metrics(store["label"][rows], probs.argmax(1), [str(c) for c in store["classes"]])
     return {"acc": metrics["acc"], "wf1": metrics["wf1"], "epochs": summary["epochs_run"],
             "seconds": time.time() - start, "best_valid_wf1": summary["best_valid_wf1"]}
@@ -62,6 +58,8 @@ def read_meld_text(folder) -> "pd.DataFrame":
     """MELD's {train,dev,test}_sent_emo.csv as one frame with split train/valid/test."""
     import pandas as pd
 
+    from pipeline.manifest import read_csv_any_encoding
+
     parts = []
     for name, split in (("train", "train"), ("dev", "valid"), ("test", "test")):
         frame = read_csv_any_encoding(Path(folder) / f"{name}_sent_emo.csv")
@@ -81,14 +79,14 @@ def read_iemocap_text(folder) -> "pd.DataFrame":
 
 def text_cnn_features(frame, classes, config):
     """Train the project's text CNN on train (early stopping on valid); return features, test metrics."""
-    from extractors.fit import class_indices
     from extractors.text import train_text_cnn
+    from pipeline.store import label_indices
 
-    y = class_indices(frame["label"], classes)
+    y = label_indices(frame["label"], classes)
     texts = frame["text"].astype(str).tolist()
     part = {s: (frame["split"] == s).to_numpy() for s in ("train", "valid", "test")}
     pick = lambda s: [texts[i] for i in np.flatnonzero(part[s])]  # noqa: E731
     featurizer, info = train_text_cnn(pick("train"), y[part["train"]], pick("valid"), y[part["valid"]], classes, config)
     pred = featurizer.predict_proba(pick("test")).argmax(1)
     metrics = classification_metrics(y[part["test"]], pred, classes)
-    return featurizer.features(texts), y, metrics, info
+    return featurizer.transform(texts), y, metrics, info

@@ -25,7 +25,7 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=60)
     args = parser.parse_args()
-    from pipeline.features import load_store
+    from pipeline.store import load_store
 
     table = compare(load_store(args.store), VARIANTS, {"epochs": args.epochs, "patience": 10,
                                                        "weight_decay": 1e-4}, args.seeds)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common import compare, last_line, print_table
 
-from pipeline.exchange import import_mosi
+from pipeline.stages.exchange import import_mosi
 
 VARIANTS = {
     "dimmn": {"views": "TA+VA", "window": "all"},   # a monologue: later utterances are context too

@@ -7,6 +7,7 @@ from enum import Enum
 
 import numpy as np
 
+from extractors.base import Result
 from extractors.media import SAMPLE_RATE, load_audio
 
 
@@ -46,9 +47,7 @@ class AudioExtractor:
             self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set.value],
                                          feature_level=level)
 
-    def extract(self, media, start=None, end=None):
-        from pipeline.cache import Result
-
+    def extract(self, media, start=None, end=None) -> Result:
         signal = load_audio(media, start, end)
         rms = float(np.sqrt(np.mean(signal ** 2)))
         if rms < self.config.silence_rms:

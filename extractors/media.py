@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
+
+from extractors.base import ExtractorError
 
 SAMPLE_RATE = 16000
 
 
-class MediaError(Exception):
+class MediaError(ExtractorError):
     """A clip that cannot give what was asked; ``reason`` is a short machine-readable tag."""
 
     reason = "media_error"
@@ -221,6 +222,8 @@ def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | No
         if audio is not None:
             audio_stream = out.add_stream("aac", rate=sample_rate, layout="mono", options={"flags": "+bitexact"})
         if video is not None:
+            import cv2  # the encoder's colour conversion; decoding needs no OpenCV
+
             for image in frames:
                 yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
                 out.mux(video.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))

@@ -1,12 +1,19 @@
-"""Standardise and reduce a feature matrix to a fixed size, fitted on the training split only."""
+"""Standardise and reduce a feature matrix to a fixed size, fitted on the training split only.
+
+Fitted with scikit-learn; kept and applied as plain arrays (the same operations sklearn's
+``transform`` runs), so a saved reducer is data, never a pickled object.
+"""
 from __future__ import annotations
 
 from enum import Enum
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.preprocessing import StandardScaler
+
+from extractors.base import ExtractorError
 
 
 class Reduction(str, Enum):
@@ -16,24 +23,62 @@ class Reduction(str, Enum):
 
 
 class Reducer:
+    """Standardise, then PCA (whitened) or k-best to ``dim`` columns."""
+
+    kind = "reducer"
+
     def __init__(self, method: str | Reduction = Reduction.PCA, dim: int = 100, seed: int = 0):
         self.method, self.dim, self.seed = Reduction(method), int(dim), seed
-        self.scaler = StandardScaler()
-        self.model = None
+        self.arrays: dict[str, np.ndarray] = {}
 
     def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> "Reducer":
-        x = self.scaler.fit_transform(np.nan_to_num(x))
-        dim = min(self.dim, x.shape[1])
+        """Fewer training rows than ``dim`` is an error: PCA would keep fewer components and whiten
+        held-out rows by near-zero variances. Fewer columns than ``dim`` keeps them all (``out_dim``)."""
+        x = np.nan_to_num(x)
+        if self.method is Reduction.PCA and x.shape[0] <= min(self.dim, x.shape[1]):
+            raise ExtractorError(f"pca to {self.dim} dimensions needs more than {self.dim} training clips with "
+                                 f"features, but there are {x.shape[0]}: lower `dim` or add training clips")
+        scaler = StandardScaler().fit(x)
+        self.arrays = {"mean": scaler.mean_, "scale": scaler.scale_}
+        x = scaler.transform(x)
+        dim = min(self.dim, *x.shape)
         if self.method is Reduction.PCA:
-            self.model = PCA(n_components=min(dim, x.shape[0]), whiten=True, random_state=self.seed).fit(x)
+            pca = PCA(n_components=dim, whiten=True, random_state=self.seed).fit(x)
+            scale = np.sqrt(pca.explained_variance_)
+            scale[scale < np.finfo(scale.dtype).eps] = np.finfo(scale.dtype).eps
+            self.arrays.update(components=pca.components_, pca_mean=pca.mean_, whiten_scale=scale)
         elif self.method is Reduction.KBEST:
             if y is None:
-                raise ValueError("k-best reduction needs the training labels")
-            self.model = SelectKBest(f_classif, k=dim).fit(x, y)
+                raise ExtractorError("k-best reduction needs the training labels")
+            self.arrays["keep"] = SelectKBest(f_classif, k=dim).fit(x, y).get_support(indices=True)
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = self.scaler.transform(np.nan_to_num(x))
-        if self.model is not None:
-            x = self.model.transform(x)
+        a = self.arrays
+        x = np.array(np.nan_to_num(x), copy=True)
+        x -= a["mean"]
+        x /= a["scale"]
+        if "components" in a:
+            out = x @ a["components"].T
+            out -= a["pca_mean"].reshape(1, -1) @ a["components"].T
+            out /= a["whiten_scale"]
+            x = out
+        elif "keep" in a:
+            x = x[:, a["keep"]]
         return np.nan_to_num(x).astype(np.float32)
+
+    @property
+    def out_dim(self) -> int:
+        if "components" in self.arrays:
+            return int(self.arrays["components"].shape[0])
+        return int(len(self.arrays["keep"]) if "keep" in self.arrays else len(self.arrays["mean"]))
+
+    def state(self) -> dict:
+        return {"method": self.method.value, "dim": self.dim, "seed": self.seed,
+                "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Reducer":
+        reducer = cls(state["method"], state["dim"], state["seed"])
+        reducer.arrays = {k: v.numpy() for k, v in state["arrays"].items()}
+        return reducer

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from extractors.base import ExtractorError
 from extractors.fit import fit_classifier, pick_device, predict_batches
 
 PAD, UNK = "<pad>", "<unk>"
 GLOVE = "glove-6b-50d"
 
 
-class TextError(ValueError):
+class TextError(ExtractorError):
     """A text-side problem a user must fix (word-vector file, dimension...)."""
 
 
@@ -45,9 +46,17 @@ class TextConfig:
     device: str = "auto"
 
 
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[!?]")   # letters and digits of any script
+
+
 def tokenize(text: str) -> list[str]:
     text = str(text).lower().replace("\u2019", "'").replace("\x92", "'")
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[!?]", text)
+    return WORD.findall(text)
+
+
+def has_words(text) -> bool:
+    """An utterance the text CNN can read; others are masked as ``empty_text``."""
+    return bool(tokenize(text))
 
 
 def load_vectors(config: TextConfig, train_tokens: list[list[str]]):
@@ -105,7 +114,9 @@ class KimCNN(nn.Module):
 
 
 class TextFeaturizer:
-    """A trained text CNN with its vocabulary: ``features(texts)`` works on new utterances."""
+    """A trained text CNN with its vocabulary: ``transform(texts)`` works on new utterances."""
+
+    kind = "kim_cnn"
 
     def __init__(self, vocab: list[str], model: KimCNN, config: TextConfig, classes: list[str]):
         self.vocab, self.model, self.config, self.classes = vocab, model, config, classes
@@ -119,7 +130,11 @@ class TextFeaturizer:
             out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out
 
-    def features(self, texts) -> np.ndarray:
+    @property
+    def out_dim(self) -> int:
+        return self.config.out_dim
+
+    def transform(self, texts) -> np.ndarray:
         self.model.eval()
         device = next(self.model.parameters()).device
         return predict_batches(self.model.features, self.encode(texts), 256, device).numpy()
@@ -128,13 +143,12 @@ class TextFeaturizer:
         device = next(self.model.parameters()).device
         return torch.softmax(predict_batches(self.model, self.encode(texts), 256, device), 1).numpy()
 
-    def save(self, path) -> None:
-        torch.save({"vocab": self.vocab, "state": self.model.state_dict(), "config": asdict(self.config),
-                    "classes": self.classes}, path)
+    def state(self) -> dict:
+        return {"vocab": self.vocab, "state": self.model.state_dict(), "config": asdict(self.config),
+                "classes": self.classes}
 
     @classmethod
-    def load(cls, path) -> "TextFeaturizer":
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+    def from_state(cls, blob: dict) -> "TextFeaturizer":
         config = TextConfig(**{**blob["config"], "widths": tuple(blob["config"]["widths"])})
         embeddings = blob["state"]["embedding.weight"]
         model = KimCNN(torch.zeros_like(embeddings), config, len(blob["classes"]))

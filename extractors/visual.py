@@ -1,21 +1,21 @@
 """Visual features (paper 3.1.3): frames at a chosen rate, the speaker's face found with an
 OpenCV Haar cascade, per-frame descriptors of the face crop pooled over the utterance.
 
-Backbones, by name (``BACKBONES``):
+Backbones, by name (``BACKBONES``; adding one is a function and a line there):
 - ``handcrafted``: HOG + LBP histogram per frame (mean and std over frames) + motion energy.
 - ``cnn3d``: the face crops as a small clip (T x 32 x 32); a 3D-CNN trained on the training
-  labels turns it into the feature (the paper's video features were a 3D-CNN's).
+  labels turns it into the feature (``extractors.cnn3d``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 
+from extractors.base import Result
 from extractors.media import load_frames
 
 
@@ -66,7 +66,10 @@ def _region(frame: np.ndarray, region: Region) -> np.ndarray:
     return {Region.FULL: frame, Region.LEFT: frame[:, :half], Region.RIGHT: frame[:, half:]}[region]
 
 
-_HOG = cv2.HOGDescriptor((64, 64), (32, 32), (16, 16), (16, 16), 9)
+@cache
+def _hog():
+    """Built on first use, not at import: some OpenCV builds lack HOG, and importing must not fail."""
+    return cv2.HOGDescriptor((64, 64), (32, 32), (16, 16), (16, 16), 9)
 
 
 def lbp_histogram(gray: np.ndarray) -> np.ndarray:
@@ -84,7 +87,7 @@ def lbp_histogram(gray: np.ndarray) -> np.ndarray:
 
 def handcrafted(crops: list[np.ndarray]) -> np.ndarray:
     """Pooled HOG + LBP (mean, std over frames) and motion energy on a 4x4 grid."""
-    per_frame = np.stack([np.concatenate([_HOG.compute(cv2.resize(c, (64, 64))).ravel(), lbp_histogram(c)])
+    per_frame = np.stack([np.concatenate([_hog().compute(cv2.resize(c, (64, 64))).ravel(), lbp_histogram(c)])
                           for c in crops])
     stack = np.stack([cv2.resize(c, (64, 64)).astype(np.float32) / 255 for c in crops])
     if len(stack) > 1:
@@ -112,9 +115,7 @@ class VisualExtractor:
         self.no_face, self.region = NoFace(config.no_face), Region(config.region)
         self.finder = FaceFinder(config.min_face)
 
-    def extract(self, media, start=None, end=None):
-        from pipeline.cache import Result
-
+    def extract(self, media, start=None, end=None) -> Result:
         cfg = self.config
         frames, _ = load_frames(media, cfg.fps, start, end, max_side=cfg.max_side)
         crops, found = [], 0
@@ -138,24 +139,4 @@ BACKBONES = {
     "handcrafted": lambda crops, cfg: handcrafted(crops),
     "cnn3d": lambda crops, cfg: face_clip(crops, cfg.clip_frames, cfg.clip_size),
 }
-TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network trained in the stage
-
-
-class Small3DCNN(nn.Module):
-    """Three 3D convolutions over (T, 32, 32) face clips; ``features`` is the ``out_dim`` layer."""
-
-    def __init__(self, out_dim: int, classes: int, frames: int = 8, size: int = 32):
-        super().__init__()
-        self.shape = (1, frames, size, size)
-        self.body = nn.Sequential(
-            nn.Conv3d(1, 16, 3, padding=1), nn.BatchNorm3d(16), nn.ReLU(), nn.MaxPool3d((1, 2, 2)),
-            nn.Conv3d(16, 32, 3, padding=1), nn.BatchNorm3d(32), nn.ReLU(), nn.MaxPool3d(2),
-            nn.Conv3d(32, 64, 3, padding=1), nn.BatchNorm3d(64), nn.ReLU(), nn.AdaptiveAvgPool3d(1),
-            nn.Flatten(), nn.Dropout(0.3), nn.Linear(64, out_dim), nn.ReLU())
-        self.head = nn.Linear(out_dim, classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x.view(-1, *self.shape))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network trained in the stage (cnn3d.py)

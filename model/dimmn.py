@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.config import from_section
-
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from model.errors import ModelError
 
 LETTER = {"T": "text", "A": "audio", "V": "visual"}
 
@@ -38,21 +39,17 @@ class ModelConfig:
     window_size: int = 0           # past utterances the memory reads; 0 = all of them
     dropout: float = 0.3
 
-    @classmethod
-    def from_params(cls, params: dict) -> "ModelConfig":
-        return from_section(cls, params, "model")
-
     def view_pairs(self) -> list[tuple[str, str]]:
         pairs = []
         for view in self.views.upper().split("+"):
             if len(view) != 2 or any(c not in LETTER for c in view):
-                raise ValueError(f"bad view {view!r} in {self.views!r}: use pairs of T, A, V like TA+VA")
+                raise ModelError(f"bad view {view!r} in {self.views!r}: use pairs of T, A, V like TA+VA")
             pairs.append((LETTER[view[0]], LETTER[view[1]]))
         if len(pairs) != 2:
-            raise ValueError(f"views {self.views!r}: the multiview network takes exactly two views")
+            raise ModelError(f"views {self.views!r}: the multiview network takes exactly two views")
         missing = {m for pair in pairs for m in pair} - set(self.modalities)
         if missing:
-            raise ValueError(f"views {self.views!r} use {sorted(missing)}, not among modalities {self.modalities}")
+            raise ModelError(f"views {self.views!r} use {sorted(missing)}, not among modalities {self.modalities}")
         return pairs
 
 
@@ -139,7 +136,7 @@ class SpeakerContext(nn.Module):
         elif self.kind == "gru":
             self.net = nn.GRU(config.d, config.d, batch_first=True)
         else:
-            raise ValueError(f"unknown context model {self.kind!r}: tcn | gru")
+            raise ModelError(f"unknown context model {self.kind!r}: tcn | gru")
 
     def forward(self, U, speakers, mask):
         Bsz, T, d = U.shape
@@ -165,7 +162,7 @@ class DIMMN(nn.Module):
         self.modalities = list(config.modalities)
         missing = set(self.modalities) - set(dims)
         if missing:
-            raise ValueError(f"modalities {sorted(missing)} are not in the feature store ({sorted(dims)})")
+            raise ModelError(f"modalities {sorted(missing)} are not in the feature store ({sorted(dims)})")
         d = config.d
         self.unify = nn.ModuleDict({m: nn.Linear(dims[m], d) for m in self.modalities})
         for m in self.modalities:  # input standardisation, set from the training split (set_input_stats)
@@ -176,17 +173,18 @@ class DIMMN(nn.Module):
         elif config.fusion in ("multiview", "concat"):
             self.fusion = ConcatFusion(config)
         else:
-            raise ValueError(f"unknown fusion {config.fusion!r}: multiview | concat")
+            raise ModelError(f"unknown fusion {config.fusion!r}: multiview | concat")
         self.drop = nn.Dropout(config.dropout)
         if config.mode == "dimmn":
             self.speaker_context = SpeakerContext(config)
             self.global_gru = nn.GRU(d, d, batch_first=True)
-            self.memory_gru = nn.GRU(d, d, batch_first=True)   # GRU_m, shared across hops
+            if config.R > 1:   # the write after the last hop feeds nothing: R = 1 has no GRU_m
+                self.memory_gru = nn.GRU(d, d, batch_first=True)   # GRU_m, shared across hops
         elif config.mode == "bclstm":
             self.context_rnn = nn.GRU(d, d, batch_first=True, bidirectional=True)
             self.merge = nn.Linear(2 * d, d)
         elif config.mode != "utterance":
-            raise ValueError(f"unknown mode {config.mode!r}: dimmn | utterance | bclstm")
+            raise ModelError(f"unknown mode {config.mode!r}: dimmn | utterance | bclstm")
         self.classifier = nn.Linear(d, classes)
         self.last_memory_attention: list[torch.Tensor] = []
 
@@ -216,15 +214,17 @@ class DIMMN(nn.Module):
             if self.config.window_size > 0:
                 allowed = allowed & (idx.view(1, 1, T) >= idx.view(1, T, 1) - self.config.window_size)
         elif self.config.window != "all":
-            raise ValueError(f"unknown memory window {self.config.window!r}: past | all")
+            raise ModelError(f"unknown memory window {self.config.window!r}: past | all")
         return allowed
 
     def forward(self, feats: dict, present: dict, mask: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
         U = self.fuse(feats, present)
         if self.config.mode == "utterance":
             return self.classifier(self.drop(U))
-        if self.config.mode == "bclstm":
-            context, _ = self.context_rnn(U)
+        if self.config.mode == "bclstm":   # packed: the backward direction starts at each dialogue's own end
+            lengths = mask.sum(1).clamp(min=1).cpu()
+            packed = pack_padded_sequence(U, lengths, batch_first=True, enforce_sorted=False)
+            context, _ = pad_packed_sequence(self.context_rnn(packed)[0], batch_first=True, total_length=U.shape[1])
             return self.classifier(self.drop(torch.tanh(self.merge(context))))
         p = self.speaker_context(U, speakers, mask)                  # per-speaker state (3.3.1)
         memory, _ = self.global_gru(p)                               # M = [s_1 .. s_k] (eq. 18-23)
@@ -232,10 +232,11 @@ class DIMMN(nn.Module):
         reads = allowed.any(-1, keepdim=True)          # the first utterance has no past to read
         query = U
         self.last_memory_attention = []
-        for _ in range(self.config.R):
+        for hop in range(self.config.R):
             scores = torch.bmm(query, memory.transpose(1, 2)).masked_fill(~allowed, float("-inf"))
             att = torch.softmax(scores.masked_fill(~reads, 0.0), dim=-1) * reads
             self.last_memory_attention.append(att)
             query = torch.tanh(torch.bmm(att, memory) + query)          # eq. 24-26
-            memory, _ = self.memory_gru(memory)                         # write: M^(r+1) = GRU_m(M^(r))
+            if hop < self.config.R - 1:
+                memory, _ = self.memory_gru(memory)                     # write: M^(r+1) = GRU_m(M^(r))
         return self.classifier(self.drop(query))                        # eq. 27 (softmax in the loss)

@@ -3,13 +3,23 @@
 Adam with weight decay, dropout, optional class weights, minibatches of whole dialogues,
 early stopping on the validation split's weighted F1, best and last checkpoints (resume from
 the last), per-epoch history, fixed seeds. Under ``torchrun`` (WORLD_SIZE > 1) each process
-trains on its share of the dialogues inside DistributedDataParallel (NCCL on CUDA, gloo on
-CPU); rank 0 writes the outputs.
+trains on an equal share of the dialogues inside DistributedDataParallel (NCCL on CUDA, gloo
+on CPU); rank 0 writes the outputs.
+
+Checkpoints hold tensors and plain values only and load with ``weights_only=True``; each is
+written to a temp file and renamed, so a kill mid-write leaves the previous one whole. The
+resume state carries every RNG (CPU, CUDA, numpy, the shuffle) and a fingerprint of the store
+and settings: resuming onto other data or other settings is refused, and a finished run is
+returned as it is (one that stopped early stays stopped; one that ran out of epochs goes on
+when ``epochs`` grows).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,9 +29,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from model.config import from_section
 from model.data import collate, dialogues, holdout_valid
 from model.dimmn import DIMMN, ModelConfig
+from model.errors import ModelError
 from model.metrics import classification_metrics
 
 
@@ -40,9 +50,8 @@ class TrainConfig:
     valid_share: float = 0.1       # held out of train when the data has no valid split
     resume: bool = False
 
-    @classmethod
-    def from_params(cls, params: dict) -> "TrainConfig":
-        return from_section(cls, params, "train")
+
+RESUMABLE_CHANGES = {"resume", "epochs", "device"}   # settings a resumed run may change
 
 
 def pick_device(name: str) -> torch.device:
@@ -65,6 +74,18 @@ def build_model(store: dict, config: ModelConfig) -> DIMMN:
     return DIMMN(config, feature_dims(store, config.modalities), len(store["classes"]))
 
 
+def fingerprint(store: dict, model_config: ModelConfig, cfg: TrainConfig) -> str:
+    """sha256 of the store's arrays and the settings that shape training (not ``RESUMABLE_CHANGES``)."""
+    digest = hashlib.sha256()
+    for key in sorted(store):
+        array = np.ascontiguousarray(store[key])
+        digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    settings = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
+    digest.update(json.dumps([asdict(model_config), settings], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
 def _distributed():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -73,7 +94,7 @@ def _distributed():
 
 
 @torch.no_grad()
-def predict(model: DIMMN, store: dict, rows_mask: np.ndarray, device, batch_size: int = 16, amp: bool = False):
+def predict_probs(model: DIMMN, store: dict, rows_mask: np.ndarray, device, batch_size: int = 16, amp: bool = False):
     """Row indices, class probabilities (N, C) for the utterances in ``rows_mask``."""
     model.eval()
     rows, probs = [], []
@@ -90,11 +111,76 @@ def predict(model: DIMMN, store: dict, rows_mask: np.ndarray, device, batch_size
 
 
 def _evaluate(model, store, mask, device, cfg):
-    rows, probs = predict(model, store, mask, device, amp=cfg.amp)
+    rows, probs = predict_probs(model, store, mask, device, amp=cfg.amp)
     labelled = store["label"][rows] >= 0
-    if not labelled.any():
-        return {"acc": 0.0, "wf1": 0.0}
     return classification_metrics(store["label"][rows][labelled], probs[labelled].argmax(1), list(store["classes"]))
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    numpy_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "shuffle": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
+                      "has_gauss": int(numpy_state[3]), "gauss": float(numpy_state[4])}}
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_state(state["shuffle"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]][:torch.cuda.device_count()])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+
+
+def save_atomic(blob: dict, path) -> None:
+    """torch.save to a temp file, fsync, rename: a kill mid-write leaves the previous file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(blob, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_blob(path, what: str) -> dict:
+    """A checkpoint of tensors and plain values; code in it (or a torn file) is refused, naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a {what} this pipeline wrote, or damaged (refused: "
+                         f"{str(exc).splitlines()[0][:200]})") from exc
+
+
+def _load_resume(last_path: Path) -> dict | None:
+    if not last_path.is_file():
+        return None
+    state = load_blob(last_path, "resume checkpoint")
+    if not isinstance(state, dict) or "fingerprint" not in state:
+        raise ModelError(f"{last_path}: a resume checkpoint without a fingerprint (written by an older "
+                         f"version); delete it to train from scratch")
+    return state
+
+
+def _split_masks(store: dict, cfg: TrainConfig):
+    """Training rows (unlabelled ones stay as context; the loss ignores them) and labelled valid rows."""
+    train_mask, valid_mask = holdout_valid(store["split"], store["dialogue_id"], cfg.seed, cfg.valid_share)
+    labelled = store["label"] >= 0
+    if not (train_mask & labelled).any():
+        raise ModelError("no labelled utterance in the train split: nothing to train on")
+    if not (valid_mask & labelled).any():
+        raise ModelError("no labelled utterance to validate on: the store has no valid split and fewer than 2 "
+                         "training dialogues to hold one out of; early stopping would pick epoch 0 blindly")
+    return train_mask, valid_mask & labelled
 
 
 def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=None, progress: bool = True):
@@ -104,37 +190,43 @@ def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=N
     device = pick_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    train_mask, valid_mask = holdout_valid(store["split"], store["dialogue_id"], cfg.seed, cfg.valid_share)
-    train_mask &= store["label"] >= 0
+    train_mask, valid_mask = _split_masks(store, cfg)
+    stats_rows = train_mask & (store["label"] >= 0)
     model = build_model(store, model_config)
-    model.set_input_stats({m: store[m][train_mask & store.get(f"{m}_present", train_mask)] for m in model.modalities})
+    model.set_input_stats({m: store[m][stats_rows & store.get(f"{m}_present", stats_rows)] for m in model.modalities})
     model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_classes = len(store["classes"])
     weight = None
     if cfg.class_weights:
-        counts = np.bincount(store["label"][train_mask], minlength=n_classes).astype(float)
+        counts = np.bincount(store["label"][stats_rows], minlength=n_classes).astype(float)
         weight = torch.tensor(counts.sum() / np.maximum(counts, 1) / n_classes, dtype=torch.float32, device=device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
-    history, best, best_state, waited, start_epoch = [], -1.0, None, 0, 0
+    generator = torch.Generator().manual_seed(cfg.seed)
+    print_ = print if rank == 0 else (lambda *a, **k: None)
+    history, best, best_state, waited, start_epoch, finished = [], -1.0, None, 0, 0, False
+    mark = fingerprint(store, model_config, cfg)
     last_path = Path(str(checkpoint) + ".last") if checkpoint else None
-    if cfg.resume and last_path and last_path.is_file():
-        state = torch.load(last_path, map_location=device, weights_only=False)
+    state = _load_resume(last_path) if cfg.resume and last_path else None
+    if state is not None:
+        if state["fingerprint"] != mark:
+            raise ModelError(f"{last_path}: this resume checkpoint was made with another store or other settings "
+                             f"(only {sorted(RESUMABLE_CHANGES)} may change); delete it or set train.resume: false")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         history, best, waited, start_epoch = state["history"], state["best"], state["waited"], state["epoch"] + 1
-        best_state = state["best_state"]
-        torch.set_rng_state(state["rng"])
+        best_state, finished = state["best_state"], state["stopped_early"]
+        _set_rng_state(state["rng"], generator)
+        print_(f"train: resumed after epoch {state['epoch']} from {last_path}" + (" (it had stopped early)" if finished else ""))
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     train_dialogues = dialogues(store, train_mask)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(start_epoch):   # replay the shuffles of finished epochs so a resumed run matches
-        torch.randperm(len(train_dialogues), generator=generator)
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {model_config.mode}", unit="epoch",
-               disable=None if progress and rank == 0 else True)
+    epochs = range(start_epoch, cfg.epochs) if not finished else range(0)
+    bar = tqdm(epochs, desc=f"train {model_config.mode}", unit="epoch", disable=None if progress and rank == 0 else True)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(train_dialogues), generator=generator).tolist()
+        if world > 1:   # pad to a multiple of the world size (as DistributedSampler does): equal steps per rank
+            order += (order * world)[:(-len(order)) % world]
         mine = order[rank::world]
         total, seen = 0.0, 0
         for i in range(0, len(mine), cfg.batch_size):
@@ -146,9 +238,9 @@ def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=N
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimiser.step()
-            count = int(batch["mask"].sum())
+            count = int((batch["labels"] >= 0).sum())
             total, seen = total + loss.item() * count, seen + count
-        train_metrics = _evaluate(model, store, train_mask, device, cfg)
+        train_metrics = _evaluate(model, store, stats_rows, device, cfg)
         valid_metrics = _evaluate(model, store, valid_mask, device, cfg)
         history.append({"epoch": epoch, "loss": total / max(seen, 1), "train_acc": train_metrics["acc"],
                         "valid_acc": valid_metrics["acc"], "valid_wf1": valid_metrics["wf1"]})
@@ -158,14 +250,18 @@ def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=N
         else:
             waited += 1
         if last_path and rank == 0:
-            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history,
-                        "best": best, "best_state": best_state, "waited": waited, "epoch": epoch,
-                        "rng": torch.get_rng_state()}, last_path)
+            save_atomic({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history,
+                         "best": best, "best_state": best_state, "waited": waited, "epoch": epoch,
+                         "stopped_early": waited >= cfg.patience, "rng": _rng_state(generator), "fingerprint": mark}, last_path)
         if waited >= cfg.patience:
             break
+    if best_state is None:
+        raise ModelError(f"no epoch was trained (train.epochs is {cfg.epochs})")
     model.load_state_dict(best_state)
     summary = {"best_valid_wf1": best, "epochs_run": len(history), "device": str(device), "world_size": world,
-               "train_utterances": int(train_mask.sum()), "valid_utterances": int(valid_mask.sum())}
+               "train_utterances": int(stats_rows.sum()), "valid_utterances": int(valid_mask.sum()),
+               "selected_epoch": int(max(history, key=lambda h: h["valid_wf1"])["epoch"]),
+               "selection": "best valid weighted F1, early stopping"}
     if world > 1:
         summary["ddp_params_identical"] = _params_identical(model)
     if checkpoint and rank == 0:
@@ -181,15 +277,17 @@ def _params_identical(model) -> bool:
 
 
 def save_checkpoint(model, store, model_config, train_config, path, summary) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "model_config": asdict(model_config),
-                "train_config": asdict(train_config), "dims": feature_dims(store, model_config.modalities),
-                "classes": [str(c) for c in store["classes"]], "summary": summary}, path)
+    save_atomic({"model": model.state_dict(), "model_config": asdict(model_config),
+                 "train_config": asdict(train_config), "dims": feature_dims(store, model_config.modalities),
+                 "classes": [str(c) for c in store["classes"]], "summary": summary}, path)
 
 
 def load_checkpoint(path, device="cpu") -> tuple[DIMMN, dict]:
-    blob = torch.load(path, map_location=device, weights_only=False)
-    config = ModelConfig(**blob["model_config"])
-    model = DIMMN(config, blob["dims"], len(blob["classes"]))
-    model.load_state_dict(blob["model"])
+    blob = load_blob(path, "model checkpoint")
+    try:
+        config = ModelConfig(**blob["model_config"])
+        model = DIMMN(config, blob["dims"], len(blob["classes"]))
+        model.load_state_dict(blob["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ModelError(f"{path}: not a DIMMN checkpoint this pipeline wrote ({exc})") from exc
     return model.to(device).eval(), blob

@@ -12,30 +12,26 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from extractors.media import MediaError
+from extractors.base import ExtractorError, Result
+from pipeline.artifacts import atomic_write
 from pipeline.lineage import file_hash
-
-
-@dataclass
-class Result:
-    """What extraction gave for one utterance: a vector, or the reason there is none."""
-    vector: np.ndarray | None
-    info: dict = field(default_factory=dict)
-    error: str | None = None     # a reason tag (MediaError.reason, "silent", "no_face" ...)
-    message: str | None = None
 
 
 def cache_key(content_hash: str, start, end, extractor_name: str, params: dict) -> str:
     segment = [None if v is None or v != v else round(float(v), 4) for v in (start, end)]  # v != v: NaN
     blob = json.dumps([content_hash, segment, extractor_name, params], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CorruptEntry(Exception):
+    def __init__(self, path, cause):
+        super().__init__(f"{path}: unreadable cache entry ({type(cause).__name__}: {cause})")
+        self.path = path
 
 
 class FeatureCache:
@@ -49,26 +45,20 @@ class FeatureCache:
         path = self.path(key)
         if not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            vector = data["vector"] if "vector" in data.files else None
-            return Result(vector, meta.get("info", {}), meta.get("error"), meta.get("message"))
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                vector = data["vector"] if "vector" in data.files else None
+                return Result(vector, meta.get("info", {}), meta.get("error"), meta.get("message"))
+        except (ValueError, OSError, EOFError, KeyError, json.JSONDecodeError) as exc:  # BadZipFile is an OSError
+            raise CorruptEntry(path, exc) from exc
 
     def put(self, key: str, result: Result) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"meta": np.array(json.dumps({"info": result.info, "error": result.error,
                                                "message": result.message}))}
         if result.vector is not None:
             arrays["vector"] = np.asarray(result.vector)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)  # atomic: a reader sees the old state or the whole new entry
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path(key), lambda handle: np.savez(handle, **arrays))
 
 
 _WORKER = {}
@@ -83,18 +73,20 @@ def _run_one(job):
     key, media, start, end = job
     try:
         result = _WORKER["extractor"].extract(media, start, end)
-    except MediaError as exc:
-        result = Result(None, error=exc.reason, message=str(exc))
+    except ExtractorError as exc:
+        result = Result(None, error=getattr(exc, "reason", "extractor_error"), message=str(exc))
     _WORKER["cache"].put(key, result)
     return key
 
 
 def extract_utterances(manifest, factory, name: str, params: dict, cache_root, workers: int = 1,
-                       progress: bool = True) -> tuple[dict[str, Result], int]:
-    """Results for every manifest row by utterance id, and how many clips were computed (not cached).
+                       progress: bool = True) -> tuple[dict[str, Result], dict]:
+    """Results for every manifest row by utterance id, and counts: ``computed`` (clips extracted
+    now), ``cached`` (read from the cache), ``missing_file``, ``repaired`` (unreadable entries
+    computed again).
 
     ``factory()`` builds the extractor in each worker (its ``extract(media, start, end)`` returns
-    a :class:`Result` or raises ``MediaError``).
+    a :class:`Result` or raises an ``ExtractorError``).
     """
     cache = FeatureCache(cache_root)
     hashes: dict[str, str] = {}
@@ -125,11 +117,23 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
                 for _ in pool.imap_unordered(_run_one, pending, chunksize=4):
                     bar.update()
         bar.close()
-    results = {}
+    results, repaired = {}, 0
+    jobs = {job[0]: job for job in pending}
     for row in manifest.itertuples(index=False):
         key = keys[row.utterance_id]
         if key is None:
             results[row.utterance_id] = Result(None, error="missing_file", message=f"{row.media}: file not found")
-        else:
+            continue
+        try:
             results[row.utterance_id] = cache.get(key)
-    return results, len(pending)
+        except CorruptEntry as exc:   # a torn copy or a disk fault: the cache is only a cache, so redo it
+            print(f"warning: {exc}; extracting again")
+            start = None if row.start != row.start else row.start
+            end = None if row.end != row.end else row.end
+            _init_worker(factory, cache_root)
+            _run_one(jobs.get(key, (key, row.media, start, end)))
+            results[row.utterance_id], repaired = cache.get(key), repaired + 1
+    counts = {"computed": len(pending) + repaired, "missing_file": sum(1 for k in keys.values() if k is None),
+              "cached": sum(1 for k in keys.values() if k is not None and k not in jobs) - repaired,
+              "repaired": repaired}
+    return results, counts

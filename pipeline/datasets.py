@@ -1,6 +1,7 @@
 """Dataset readers, looked up by format name: each turns a dataset's own layout into a manifest."""
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections import Counter
@@ -9,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.manifest import ManifestError, read_generic
+from pipeline.manifest import ManifestError, read_csv_any_encoding, read_generic
 
 
-def read_demo(root, **_) -> pd.DataFrame:
+def read_demo(root) -> pd.DataFrame:
     """The built-in demo corpus (``python -m pipeline demo``): the generic layout plus its labels."""
     root = Path(root)
     info_path = root / "corpus.json"
@@ -22,7 +23,7 @@ def read_demo(root, **_) -> pd.DataFrame:
     return read_generic(root / "manifest.csv", root, labels=labels, dataset="demo")
 
 
-def read_generic_root(root, csv=None, labels=None, dataset=None, **_) -> pd.DataFrame:
+def read_generic_root(root, csv=None, labels=None, dataset=None) -> pd.DataFrame:
     """A folder of clips plus a CSV (``manifest.csv`` in the folder unless ``csv`` names another)."""
     root = Path(root)
     return read_generic(Path(csv) if csv else root / "manifest.csv", root, labels=labels or None, dataset=dataset)
@@ -35,24 +36,7 @@ MELD_SPLITS = {  # split: (CSV, clip folder)
     "valid": ("dev_sent_emo.csv", "dev_splits_complete"),
     "test": ("test_sent_emo.csv", "output_repeated_splits_test"),
 }
-QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2026": "..."})
-
-
-def read_csv_any_encoding(path) -> pd.DataFrame:
-    """UTF-8 (MELD's public repository) or Windows-1252 (its release archive: 0x92 for '), with
-    curly quotes made straight after parsing (before, a curly double quote would break the CSV)."""
-    import io
-
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("cp1252")
-    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    return frame.apply(lambda column: column.str.translate(QUOTES))
-
-
-def read_meld(root, labels: str = "emotion", **_) -> pd.DataFrame:
+def read_meld(root, labels: str = "emotion") -> pd.DataFrame:
     """MELD's release: the three CSVs beside the clip folders; clips dia{D}_utt{U}.mp4 (test clips
     may carry a final_videos_test prefix). Rows whose clip is missing are skipped and reported
     in ``attrs["skipped"]``; ``labels`` is emotion (7 classes) or sentiment (3)."""
@@ -103,7 +87,7 @@ _EVAL = re.compile(r"^\[(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\]\t(\S+)\t(\S+)\t"
 
 
 def read_iemocap(root, label_map: str = "6", split: str = "sessions", split_file: str | None = None,
-                 valid_share: float = 0.1, seed: int = 0, **_) -> pd.DataFrame:
+                 valid_share: float = 0.1, seed: int = 0) -> pd.DataFrame:
     """IEMOCAP's release: Session{1..5}/dialog/{avi/DivX/*.avi, transcriptions/*.txt, EmoEvaluation/*.txt}.
 
     Utterances are [start, end] segments of the dialog video. ``label_map`` 6 (the paper's classes)
@@ -165,7 +149,15 @@ READERS = {"demo": read_demo, "generic": read_generic_root, "meld": read_meld, "
 
 
 def read_dataset(fmt: str, root, **options) -> pd.DataFrame:
+    """The named reader on ``root``; an option it does not take is an error naming it."""
     if fmt not in READERS:
         raise ManifestError(f"unknown dataset format {fmt!r}; known: {sorted(READERS)}")
-    return READERS[fmt](root, **options)
+    reader = READERS[fmt]
+    accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ManifestError(f"ingest: the {fmt} reader takes no option(s) {unknown}; its options: {accepted}")
+    if not Path(root).exists():
+        raise ManifestError(f"{root}: dataset folder not found")
+    return reader(root, **options)
 

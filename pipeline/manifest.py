@@ -5,11 +5,14 @@ text, label, media, start, end. ``start``/``end`` are seconds; empty means the w
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipeline.errors import PipelineError
 
 COLUMNS = ["dataset", "split", "dialogue_id", "utterance_id", "turn", "speaker", "text", "label", "media",
            "start", "end"]
@@ -17,7 +20,7 @@ REQUIRED = ["dialogue_id", "utterance_id", "speaker", "text", "label", "media", 
 SPLITS = ("train", "valid", "test")
 
 
-class ManifestError(ValueError):
+class ManifestError(PipelineError):
     """A manifest or clip-list problem, naming the file and (1-based, header = 1) line."""
 
 
@@ -33,9 +36,7 @@ def read_generic(csv_path, root=None, labels=None, dataset: str | None = None) -
     """
     csv_path = Path(csv_path)
     root = Path(root) if root is not None else csv_path.parent
-    if not csv_path.is_file():
-        raise ManifestError(f"{csv_path}: manifest CSV not found")
-    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8")
+    frame = read_csv_any_encoding(csv_path)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ManifestError(f"{csv_path}: missing column(s) {missing}; need {REQUIRED}")
@@ -52,6 +53,30 @@ def read_generic(csv_path, root=None, labels=None, dataset: str | None = None) -
     return out
 
 
+QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2026": "..."})
+
+
+def read_csv_any_encoding(path) -> pd.DataFrame:
+    """A CSV of strings in UTF-8 or Windows-1252 (MELD's release archive: 0x92 for '), curly
+    quotes made straight after parsing (before, a curly double quote would break the CSV).
+    A missing, empty or unparseable file is a ManifestError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: CSV not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")
+    if not text.strip():
+        raise ManifestError(f"{path}: the CSV is empty (no header, no rows)")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise ManifestError(f"{path}: not a readable CSV ({exc})") from exc
+    return frame.apply(lambda column: column.str.translate(QUOTES))
+
+
 def _media_path(root: Path, media: str) -> str:
     """Relative to the working directory when under it (portable across clones), else absolute."""
     if not media:
@@ -66,6 +91,8 @@ def _media_path(root: Path, media: str) -> str:
 def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True) -> pd.DataFrame:
     """Check a manifest; return it with typed columns (turn int, start/end float or NaN)."""
     src = str(source)
+    if frame.empty:
+        raise ManifestError(f"{src}: no utterances (a header without rows)")
     for column in ("dialogue_id", "utterance_id", "speaker", "split"):
         empty = frame.index[frame[column].astype(str).str.strip() == ""]
         if len(empty):
@@ -97,7 +124,14 @@ def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True)
         bad = out.index[values.isna() & (raw != "")]
         if len(bad):
             raise ManifestError(f"{src}: line {_line(bad[0])}: {column} {out.loc[bad[0], column]!r} is not a number")
+        infinite = out.index[np.isinf(values.fillna(0).to_numpy(float))]
+        if len(infinite):
+            raise ManifestError(f"{src}: line {_line(infinite[0])}: {column} {out.loc[infinite[0], column]!r} "
+                                f"is not a finite time")
         out[column] = values
+    negative = out.index[out["start"].fillna(0) < 0]
+    if len(negative):
+        raise ManifestError(f"{src}: line {_line(negative[0])}: start {out.loc[negative[0], 'start']} is negative")
     both = out["start"].notna() & out["end"].notna()
     bad_segment = out.index[both & (out["start"] >= out["end"])]
     if len(bad_segment):
@@ -119,5 +153,23 @@ def write_manifest(frame: pd.DataFrame, path) -> None:
 
 def load_manifest(path) -> pd.DataFrame:
     """Read a manifest written by ``ingest`` (media existence is checked by the extractors)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return validate(frame, path, check_media=False)
+    return validate(read_csv_any_encoding(path), path, check_media=False)
+
+
+def require_training_split(frame: pd.DataFrame, source, classes) -> None:
+    """Extractors and the model fit on labelled training rows: none is an error up front."""
+    labelled_train = (frame["split"] == "train") & frame["label"].isin(list(classes))
+    if not labelled_train.any():
+        raise ManifestError(f"{source}: no labelled utterance in the train split "
+                            f"(splits: {frame['split'].value_counts().to_dict()}); nothing to fit on")
+
+
+def read_manifest(path) -> tuple[pd.DataFrame, list[str]]:
+    """The manifest and its class names (from ingest's lineage record), checked for a training split."""
+    from pipeline.lineage import read_record, record_path
+
+    if not record_path(path).is_file():
+        raise ManifestError(f"{record_path(path)}: not found; write the manifest with `python -m pipeline ingest`")
+    frame, classes = load_manifest(path), list(read_record(path)["labels"])
+    require_training_split(frame, path, classes)
+    return frame, classes

@@ -1,11 +1,9 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # Real public data beside the project (never committed); DIMMN_SHARED_DATA points elsewhere.
 SHARED_DATA = Path(os.environ.get("DIMMN_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.cache import FeatureCache, Result, extract_utterances
+from extractors.base import Result
+from pipeline.cache import FeatureCache, extract_utterances
 
 
 class Counting:
@@ -25,21 +26,21 @@ def reset():
 
 def test_adding_clips_computes_only_the_new_ones(tiny_corpus, tmp_path):
     _, manifest = tiny_corpus
-    first, computed = extract_utterances(manifest.iloc[:2], Counting, "count", {"p": 1}, tmp_path, progress=False)
-    assert computed == 2 and Counting.calls == 2
-    results, computed = extract_utterances(manifest, Counting, "count", {"p": 1}, tmp_path, progress=False)
-    assert computed == 1 and Counting.calls == 3
+    first, counts = extract_utterances(manifest.iloc[:2], Counting, "count", {"p": 1}, tmp_path, progress=False)
+    assert counts["computed"] == 2 and Counting.calls == 2
+    results, counts = extract_utterances(manifest, Counting, "count", {"p": 1}, tmp_path, progress=False)
+    assert counts["computed"] == 1 and Counting.calls == 3
     assert np.array_equal(results[manifest["utterance_id"][0]].vector, first[manifest["utterance_id"][0]].vector)
 
 
 def test_changed_parameter_or_segment_misses(tiny_corpus, tmp_path):
     _, manifest = tiny_corpus
     extract_utterances(manifest, Counting, "count", {"p": 1}, tmp_path, progress=False)
-    _, computed = extract_utterances(manifest, Counting, "count", {"p": 2}, tmp_path, progress=False)
-    assert computed == len(manifest)
+    _, counts = extract_utterances(manifest, Counting, "count", {"p": 2}, tmp_path, progress=False)
+    assert counts["computed"] == len(manifest)
     cut = manifest.assign(start=0.1, end=0.5)
-    results, computed = extract_utterances(cut, Counting, "count", {"p": 1}, tmp_path, progress=False)
-    assert computed == len(manifest) and results[cut["utterance_id"][0]].vector[1] == pytest.approx(0.1)
+    results, counts = extract_utterances(cut, Counting, "count", {"p": 1}, tmp_path, progress=False)
+    assert counts["computed"] == len(manifest) and results[cut["utterance_id"][0]].vector[1] == pytest.approx(0.1)
 
 
 def test_a_killed_run_resumes_without_redoing_finished_clips(tiny_corpus, tmp_path):
@@ -48,8 +49,8 @@ def test_a_killed_run_resumes_without_redoing_finished_clips(tiny_corpus, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         extract_utterances(manifest, Counting, "count", {}, tmp_path, progress=False)
     Counting.fail_after, Counting.calls = None, 0
-    _, computed = extract_utterances(manifest, Counting, "count", {}, tmp_path, progress=False)
-    assert computed == len(manifest) - 2 and Counting.calls == len(manifest) - 2
+    _, counts = extract_utterances(manifest, Counting, "count", {}, tmp_path, progress=False)
+    assert counts["computed"] == len(manifest) - 2 and Counting.calls == len(manifest) - 2
 
 
 def test_worker_processes_give_the_same_results(tiny_corpus, tmp_path):
@@ -93,5 +94,5 @@ def test_failures_are_cached_with_their_reason(tmp_path):
     results, _ = extract_utterances(manifest, Decoding, "decode", {}, tmp_path / "c", progress=False)
     assert results["u1"].vector is None and results["u1"].error == "corrupt" and "broken.mp4" in results["u1"].message
     assert results["u2"].error == "missing_file"
-    _, computed = extract_utterances(manifest, Decoding, "decode", {}, tmp_path / "c", progress=False)
-    assert computed == 0
+    _, counts = extract_utterances(manifest, Decoding, "decode", {}, tmp_path / "c", progress=False)
+    assert counts["computed"] == 0

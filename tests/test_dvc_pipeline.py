@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"demo": {"dialogues": 5, "min_turns": 4, "max_turns": 5, "workers": 2}, "text": {"epochs": 3},
-        "train": {"epochs": 2}}
+        "audio": {"dim": 8}, "visual": {"dim": 8}, "train": {"epochs": 2}}
 OWNED = {"train": {"train", "model"}}  # the model's architecture is its own section, read by train
 DOWNSTREAM_OF_AUDIO = {"audio", "align", "export", "train", "evaluate"}
 

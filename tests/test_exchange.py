@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import shared
-from pipeline.exchange import ExchangeError, export_store, import_mosi, import_pickle
+from pipeline.stages.exchange import ExchangeError, export_store, import_mosi, import_pickle
 from pipeline.lineage import read_record
 
 

@@ -10,7 +10,9 @@ from extractors.audio import AudioConfig, AudioExtractor, AudioFeatureSet
 from extractors.media import NoAudioStream, write_clip
 from extractors.text import TextConfig, TextError, TextFeaturizer, train_text_cnn
 from extractors.visual import VisualConfig, VisualExtractor
-from pipeline.features import align, media_stage, text_stage
+from pipeline.parts import load_part, save_part
+from pipeline.stages import media, text
+from pipeline.store import align
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
 
@@ -63,8 +65,8 @@ def test_real_cremad_clips_faces_found_and_coverage_reported(tmp_path):
     paths = {}
     for modality, params in (("audio", {"feature_set": "eGeMAPSv02", "dim": 4}), ("visual", {"dim": 4, "fps": 3})):
         paths[modality] = tmp_path / f"{modality}.npz"
-        matrix, present, extra = media_stage(modality, manifest, CLASSES, params, paths[modality],
-                                             tmp_path / f"{modality}.pkl", tmp_path / "cache", progress=False)
+        matrix, present, extra = media.build(modality, manifest, CLASSES, params, paths[modality],
+                                             tmp_path / f"{modality}.pt", tmp_path / "cache", progress=False)
         assert present.all() and np.isfinite(matrix).all()
     assert extra["face_frames"] >= 0.9 * extra["frames"] and extra["clips_without_face"] == 0
     _, report = align(manifest, CLASSES, paths, tmp_path / "store.npz", tmp_path / "coverage.json")
@@ -85,10 +87,11 @@ def test_text_cnn_learns_saves_and_reloads(tmp_path):
     config = TextConfig(embedding_dim=16, feature_maps=8, lr=0.02, epochs=40, patience=40, w2v_epochs=5)
     featurizer, info = train_text_cnn(texts, y, texts, y, CLASSES, config)
     assert (featurizer.predict_proba(texts).argmax(1) == y).mean() > 0.9
-    featurizer.save(tmp_path / "cnn.pt")
-    again = TextFeaturizer.load(tmp_path / "cnn.pt")
-    feats = again.features(["I love it", "unseen words entirely"])
-    assert feats.shape == (2, 100) and np.allclose(feats[0], featurizer.features(["I love it"])[0], atol=1e-6)
+    save_part(featurizer, tmp_path / "cnn.pt")
+    again = load_part(tmp_path / "cnn.pt")
+    assert isinstance(again, TextFeaturizer)
+    feats = again.transform(["I love it", "unseen words entirely"])
+    assert feats.shape == (2, 100) and np.allclose(feats[0], featurizer.transform(["I love it"])[0], atol=1e-6)
 
 
 def test_empty_transcript_is_counted_not_fatal(tiny_corpus, tmp_path):
@@ -99,7 +102,7 @@ def test_empty_transcript_is_counted_not_fatal(tiny_corpus, tmp_path):
                          "label": [CLASSES[i] for i in y], "turn": 0, "speaker": "A"})
     rows.loc[30, "text"] = "   "
     params = {"embedding_dim": 16, "feature_maps": 8, "epochs": 3, "w2v_epochs": 2}
-    matrix, present = text_stage(rows, CLASSES, params, tmp_path / "text.npz", tmp_path / "cnn.pt")
+    matrix, present = text.build(rows, CLASSES, params, tmp_path / "text.npz", tmp_path / "cnn.pt")
     assert not present[30] and present.sum() == len(rows) - 1 and not matrix[30].any()
     saved = np.load(tmp_path / "text.npz")
     assert saved["missing_reason"][30] == "empty_text"

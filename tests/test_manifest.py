@@ -61,5 +61,5 @@ def test_unknown_format_and_missing_csv(tmp_path):
         read_dataset("youtube", tmp_path)
     with pytest.raises(ManifestError, match="not a demo corpus"):
         read_dataset("demo", tmp_path)
-    with pytest.raises(ManifestError, match="manifest CSV not found"):
+    with pytest.raises(ManifestError, match="manifest.csv: CSV not found"):
         read_dataset("generic", tmp_path)

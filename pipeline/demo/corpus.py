@@ -20,7 +20,6 @@ import pandas as pd
 from tqdm import tqdm
 
 from extractors.media import write_clip
-from model.config import from_section
 from pipeline.demo.face import Expression, draw_face
 from pipeline.demo.voice import Prosody, engine_name, speak
 
@@ -73,10 +72,6 @@ class DemoConfig:
     pixel_noise: float = 6.0
     head_motion: float = 5.0   # pixels
     splits: dict = field(default_factory=lambda: {"train": 0.7, "valid": 0.15, "test": 0.15})
-
-    @classmethod
-    def from_params(cls, params: dict) -> "DemoConfig":
-        return from_section(cls, params, "demo")
 
 
 def _labels_for_dialogue(cfg: DemoConfig, turns: int, rng) -> list[tuple[str, str]]:

@@ -9,38 +9,36 @@ from __future__ import annotations
 
 import io
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from model.data import dialogues as dialogues_of
-from pipeline.features import MODALITIES
+from pipeline.artifacts import atomic_write, check_writable
+from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
+from pipeline.params import configs, section
+from pipeline.store import MODALITIES, load_store, save_store, write_npz
 
 PICKLE_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "videoVisual",
                  "videoSentence", "trainVid", "testVid")
 PICKLE_MODALITY = {"text": "videoText", "audio": "videoAudio", "visual": "videoVisual"}
 
 
-class ExchangeError(ValueError):
+class ExchangeError(PipelineError):
     """A file that cannot be imported, naming it and the problem."""
-
-
-def save_store(store: dict, path, stage: str, params: dict, inputs=()) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **store)
-    write_record(path, stage, params, inputs, extra={"classes": [str(c) for c in store["classes"]]})
 
 
 def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=None) -> list[Path]:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    if "sentence" not in store:
+        store = dict(store, sentence=np.full(len(store["label"]), "", dtype=str))
     modalities = [m for m in MODALITIES if m in store]
     if "npz" in formats:
-        written.append(out_dir / "features.npz")
-        np.savez(written[-1], **store)
+        written.append(write_npz(out_dir / "features.npz", store))
     if "csv" in formats:
         table = pd.DataFrame({k: store[k] for k in ("utterance_id", "dialogue_id", "turn", "speaker", "split", "sentence")})
         table["label"] = [store["classes"][i] if i >= 0 else "" for i in store["label"]]
@@ -48,8 +46,8 @@ def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=
         for m in modalities:
             blocks.append(pd.DataFrame({f"{m}_present": store[f"{m}_present"]}))
             blocks.append(pd.DataFrame(store[m], columns=[f"{m}_{j}" for j in range(store[m].shape[1])]))
-        written.append(out_dir / "features.csv")
-        pd.concat(blocks, axis=1).to_csv(written[-1], index=False)
+        table = pd.concat(blocks, axis=1)
+        written.append(atomic_write(out_dir / "features.csv", lambda handle: table.to_csv(handle, index=False)))
     if "pickle" in formats:
         every = np.ones(len(store["label"]), bool)
         dialogues = {str(store["dialogue_id"][rows[0]]): rows for rows in dialogues_of(store, every)}
@@ -65,9 +63,8 @@ def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=
         split = {d: str(store["split"][rows[0]]) for d, rows in dialogues.items()}
         train = [d for d, s in split.items() if s in ("train", "valid")]  # the layout has no valid split
         test = [d for d, s in split.items() if s == "test"]
-        written.append(out_dir / "features.pkl")
-        with open(written[-1], "wb") as handle:
-            pickle.dump(tuple(layout[f] for f in PICKLE_FIELDS[:7]) + (train, test), handle, protocol=4)
+        data = tuple(layout[f] for f in PICKLE_FIELDS[:7]) + (train, test)
+        written.append(atomic_write(out_dir / "features.pkl", lambda handle: pickle.dump(data, handle, protocol=4)))
     for path in written:
         write_record(path, "export", {"formats": list(formats)}, inputs=[source] if source else [],
                      extra={"classes": [str(c) for c in store["classes"]]})
@@ -176,4 +173,34 @@ def import_mosi(folder) -> dict:
     for m, column in (("text", "t"), ("audio", "a"), ("visual", "v")):
         store[m] = np.stack(table[column].to_numpy()).astype(np.float32)
         store[f"{m}_present"] = np.ones(len(table), bool)
+    return store
+
+
+FORMATS = ("npz", "csv", "pickle")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    formats: tuple = FORMATS
+
+
+def run_export(store_path, out, params_path, formats=None):
+    formats = formats or configs("export", section("export", params_path), ExportConfig).formats
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ExchangeError(f"export: unknown format(s) {unknown}; known: {list(FORMATS)}")
+    check_writable(out)
+    written = export_store(load_store(store_path), out, formats, source=store_path)
+    for path in written:
+        print(f"export: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return written
+
+
+def run_import(fmt, src, out, classes=None):
+    check_writable(out)
+    store = import_pickle(src, classes) if fmt == "pickle" else import_mosi(src)
+    save_store(store, out, "import", {"format": fmt, "src": str(src)}, inputs=[src])
+    mods = [m for m in MODALITIES if m in store]
+    print(f"import: {len(store['utterance_id'])} utterances, {len(set(store['dialogue_id']))} dialogues, "
+          f"modalities {mods} -> {out}")
     return store

@@ -1,0 +1,67 @@
+"""Where things are, in one table, and how files are written and read safely.
+
+``PATHS`` names every artifact the stages write (the CLI's defaults; ``dvc.yaml`` spells the
+same paths and a test holds them equal). A *run folder* (``data/models``) holds ``RUN_FILES``:
+one fitted part per modality (``pipeline.parts``) and the model.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+PATHS = {
+    "demo": "data/demo",
+    "manifest": "data/manifest.csv",
+    "features": "data/features",          # <modality>.npz
+    "models": "data/models",              # the run folder: RUN_FILES
+    "cache": "data/cache",                # <modality>/ per-utterance entries
+    "store": "data/store.npz",
+    "coverage": "data/coverage.json",
+    "export": "data/export",
+    "history": "data/train/history.csv",
+    "summary": "data/train/summary.json",
+    "eval": "data/eval",
+}
+RUN_FILES = {"text": "text.pt", "audio": "audio.pt", "visual": "visual.pt", "model": "dimmn.pt"}
+
+
+def features_path(folder, modality: str) -> Path:
+    return Path(folder) / f"{modality}.npz"
+
+
+def run_file(run_dir, name: str) -> Path:
+    return Path(run_dir) / RUN_FILES[name]
+
+
+def check_writable(*paths) -> None:
+    """Fail before hours of work, not after: each path's folder is created and must be writable."""
+    for path in paths:
+        folder = Path(path)
+        folder = folder if folder.suffix == "" and not folder.is_file() else folder.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PipelineError(f"{folder}: cannot create the output folder ({exc.strerror})") from exc
+        if not os.access(folder, os.W_OK):
+            raise PipelineError(f"{folder}: output folder is not writable")
+
+
+def atomic_write(path, write) -> Path:
+    """``write(handle)`` into a temp file beside ``path``, fsync, then rename over it: a reader (or
+    a run killed mid-write) sees the old file or the whole new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,21 @@
+"""One error path: problems a user must fix print as ``error: <file>: <problem>`` and exit 2.
+
+``PipelineError`` is the base of the pipeline's own errors. The libraries below the pipeline
+may not import it (extractors/ and model/ import neither pipeline/ nor each other), so each
+has one base of its own; ``USER_ERRORS`` is the one place that names all three.
+"""
+from __future__ import annotations
+
+from extractors.base import ExtractorError
+from model.errors import ModelError
+
+
+class PipelineError(ValueError):
+    """A problem with the user's input or settings, naming the file (and line or key)."""
+
+
+class ParamsError(PipelineError):
+    """A params section with a key no stage reads, or a value of the wrong kind."""
+
+
+USER_ERRORS = (PipelineError, ExtractorError, ModelError)

@@ -1,0 +1,37 @@
+"""Fitted parts (text CNN, reducer, 3D-CNN) saved and loaded the same way by a stage and by ``predict``.
+
+A part is a torch file holding its ``kind`` and its ``state`` (tensors and plain values),
+read with ``weights_only=True``: loading a run folder someone shared never executes code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from extractors.registry import fitted_part_class
+from pipeline.artifacts import atomic_write
+from pipeline.errors import PipelineError
+
+
+def save_part(part, path) -> Path:
+    """A fitted part (``extractors.base.FittedPart``) as data: its kind and its state."""
+    return atomic_write(path, lambda handle: torch.save({"kind": part.kind, "state": part.state()}, handle))
+
+
+def load_part(path):
+    """Rebuild a fitted part; anything but our data-only layout is refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: fitted part not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle with code, a torn or foreign file: all refused alike
+        raise PipelineError(f"{path}: not a fitted part this pipeline wrote (refused: "
+                            f"{str(exc).splitlines()[0][:200]})") from exc
+    if not isinstance(blob, dict) or "kind" not in blob or "state" not in blob:
+        raise PipelineError(f"{path}: not a fitted part this pipeline wrote (no kind/state)")
+    try:
+        return fitted_part_class(blob["kind"]).from_state(blob["state"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise PipelineError(f"{path}: fitted part of kind {blob['kind']!r} cannot be rebuilt ({exc})") from exc

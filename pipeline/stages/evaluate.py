@@ -1,0 +1,49 @@
+"""Metrics and confusion matrices (CSV for DVC plots, PNG) of a trained model on one split."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from model.metrics import classification_metrics, confusion, plot_confusion
+from model.train import load_checkpoint, pick_device, predict_probs
+from pipeline.artifacts import atomic_write, check_writable
+from pipeline.errors import PipelineError
+from pipeline.lineage import write_record
+from pipeline.params import configs, section
+from pipeline.store import load_store
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    split: str = "test"
+
+
+def run(store_path, checkpoint, out, params_path, split=None):
+    split = split or configs("evaluate", section("evaluate", params_path), EvaluateConfig).split
+    store = load_store(store_path)
+    check_writable(out)
+    model, blob = load_checkpoint(checkpoint, pick_device("auto"))
+    classes = blob["classes"]
+    rows, probs = predict_probs(model, store, store["split"] == split, pick_device("auto"))
+    keep = store["label"][rows] >= 0
+    if not keep.any():
+        raise PipelineError(f"{store_path}: no labelled utterance in the {split!r} split to evaluate on")
+    truth, pred = store["label"][rows][keep], probs[keep].argmax(1)
+    metrics = dict(classification_metrics(truth, pred, classes), split=split)
+    out = Path(out)
+    atomic_write(out / "metrics.json", lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()))
+    table = pd.DataFrame({"actual": [classes[i] for i in truth], "predicted": [classes[i] for i in pred]})
+    atomic_write(out / "predictions.csv", lambda handle: table.to_csv(handle, index=False))
+    for norm in ("recall", "precision"):
+        matrix = confusion(truth, pred, len(classes), norm)
+        frame = pd.DataFrame(matrix, index=classes, columns=classes)
+        atomic_write(out / f"confusion_{norm}.csv", lambda handle: frame.to_csv(handle))
+        plot_confusion(matrix, classes, f"{split}: normalised by {norm}", out / f"confusion_{norm}.png")
+    write_record(out / "metrics.json", "evaluate", {"split": split}, inputs=[checkpoint, store_path])
+    print(f"evaluate ({split}, {len(truth)} utterances): acc {metrics['acc']:.1f}  wF1 {metrics['wf1']:.1f}")
+    for name, m in metrics["per_class"].items():
+        print(f"  {name:>12}: acc {m['acc']:5.1f}  F1 {m['f1']:5.1f}  n={m['support']}")
+    return metrics

@@ -1,0 +1,119 @@
+"""Audio and visual features: per-clip extraction through the cache, then a fitted part (a
+reducer, or the 3D-CNN) fitted on the training split turns the raw vectors into features."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from extractors.registry import media_extractor
+from pipeline.artifacts import check_writable
+from pipeline.parts import save_part
+from pipeline.cache import extract_utterances
+from pipeline.errors import PipelineError
+from pipeline.lineage import write_record
+from pipeline.manifest import read_manifest
+from pipeline.params import configs, section
+from pipeline.stages.text import training_parts
+from pipeline.store import label_indices, part_features, save_features
+
+
+@dataclass(frozen=True)
+class ReduceStage:
+    """How a media stage runs and reduces; ``workers`` does not change what a feature means."""
+    workers: int = 1
+    dim: int = 100
+    reduction: str = "pca"      # pca | kbest | none
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Cnn3dTraining:
+    """The visual ``cnn3d`` backbone's network training (unused by other backbones)."""
+    cnn3d_epochs: int = 30
+    cnn3d_lr: float = 1e-3
+    cnn3d_patience: int = 5
+    cnn3d_batch_size: int = 32
+    cnn3d_device: str = "auto"
+
+
+STAGE_CONFIGS = {"audio": (ReduceStage,), "visual": (ReduceStage, Cnn3dTraining)}
+STAGE_ONLY = {"workers"}   # settings that may differ between a run and ``predict``
+
+
+def stage_configs(modality: str, params: dict):
+    """(extractor config, ReduceStage, Cnn3dTraining or None) from the modality's params section."""
+    config_cls, _ = media_extractor(modality)
+    built = configs(modality, params, config_cls, *STAGE_CONFIGS[modality])
+    return built[0], built[1], (built[2] if len(built) > 2 else None)
+
+
+def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True):
+    """Raw vectors of the rows that gave one, a presence mask, missing reasons, per-clip info, counts."""
+    _, extractor_cls = media_extractor(modality)
+    results, counts = extract_utterances(frame, lambda: extractor_cls(config), modality, asdict(config),
+                                         Path(cache_root) / modality, workers=workers, progress=progress)
+    ids = frame["utterance_id"].tolist()
+    present = np.array([results[u].vector is not None for u in ids], dtype=bool)
+    reasons = np.array(["" if results[u].vector is not None else results[u].error or "unknown" for u in ids])
+    raw = np.stack([results[u].vector for u in ids if results[u].vector is not None]) if present.any() else None
+    return raw, present, reasons, [results[u].info for u in ids], counts
+
+
+def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: ReduceStage, cnn3d: Cnn3dTraining):
+    """The reducer (or, for the ``cnn3d`` backbone, the trained network) and its record extras."""
+    if getattr(config, "backbone", None) == "cnn3d":
+        from extractors.cnn3d import train_cnn3d
+
+        part, history = train_cnn3d(raw, y, fit_rows, valid_rows, classes, dim=stage.dim, frames=config.clip_frames,
+                                    size=config.clip_size, epochs=cnn3d.cnn3d_epochs, lr=cnn3d.cnn3d_lr,
+                                    batch_size=cnn3d.cnn3d_batch_size, patience=cnn3d.cnn3d_patience,
+                                    seed=stage.seed, device=cnn3d.cnn3d_device)
+        return part, {"history": history}
+    from extractors.reduce import Reducer
+
+    return Reducer(stage.reduction, stage.dim, stage.seed).fit(raw[fit_rows], y[fit_rows]), {}
+
+
+def run(modality: str, manifest_path, out, model_path, cache_root, params_path, workers=None):
+    manifest, classes = read_manifest(manifest_path)
+    return build(modality, manifest, classes, section(modality, params_path), out, model_path, cache_root, workers)
+
+
+def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root,
+          workers=None, progress=True):
+    """Extract every clip (cached), fit the part on the labelled training clips, write features and part."""
+    config, stage, cnn3d = stage_configs(modality, params)
+    check_writable(out, model_path, Path(cache_root) / modality)
+    raw, present, reasons, infos, counts = extract_raw(modality, manifest, config, cache_root,
+                                                       workers if workers is not None else stage.workers, progress)
+    if raw is None:
+        raise PipelineError(f"{out}: no clip gave {modality} features ({dict(Counter(reasons))})")
+    rows = np.flatnonzero(present)
+    train, valid = training_parts(manifest, stage.seed)
+    y = label_indices(manifest["label"], classes)[rows]
+    fit_rows, valid_rows = train[rows] & (y >= 0), valid[rows] & (y >= 0)
+    if not fit_rows.any():
+        raise PipelineError(f"{out}: no labelled training clip gave {modality} features "
+                            f"({dict(Counter(reasons[train]))})")
+    part, part_extra = fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage, cnn3d)
+    save_part(part, model_path)
+    write_record(model_path, modality, params, extra={"extractor": asdict(config), "classes": classes, **part_extra})
+    matrix = part_features(part, raw, present)
+    extra = {"computed": counts["computed"], "cached": counts["cached"], "raw_dim": int(raw.shape[1]),
+             "dim": int(matrix.shape[1]), "missing": dict(Counter(r for r in reasons if r)),
+             "repaired_cache_entries": counts["repaired"]}
+    if modality == "visual":
+        extra["frames"] = int(sum(i.get("frames", 0) for i in infos))
+        extra["face_frames"] = int(sum(i.get("face_frames", 0) for i in infos))
+        extra["clips_without_face"] = int(sum(1 for i in infos if i.get("frames") and not i.get("face_frames")))
+    save_features(out, manifest["utterance_id"], matrix, present, reasons, modality, params, extra=extra)
+    print(f"{modality}: {int(present.sum())}/{len(present)} clips, {matrix.shape[1]}-d "
+          f"({counts['computed']} computed, {counts['cached']} from cache; missing {extra['missing']})")
+    if modality == "visual":
+        print(f"{modality}: faces in {extra['face_frames']}/{extra['frames']} frames; "
+              f"{extra['clips_without_face']} clips without a face")
+    return matrix, present, extra

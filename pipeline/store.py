@@ -1,0 +1,127 @@
+"""The feature store: one row per utterance, a matrix and a presence mask per modality.
+
+Per-modality feature files (``data/features/<modality>.npz``: utterance_id, features, present,
+missing_reason) are aligned by utterance id into ``data/store.npz`` with the manifest's
+columns: utterance_id, dialogue_id, speaker, split, turn, sentence (the manifest's ``text``:
+in the store ``text`` is the text feature matrix), label (class index, -1 unlabelled) and
+classes. ``align``, ``import``, ``export``, ``train``, ``evaluate`` and ``predict`` all read
+and write it here.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.artifacts import atomic_write
+from pipeline.errors import PipelineError
+from pipeline.lineage import read_record, record_path, write_record
+
+MODALITIES = ("text", "audio", "visual")
+REQUIRED = ("utterance_id", "dialogue_id", "speaker", "split", "turn", "label", "classes")   # "sentence" optional
+
+
+def label_indices(labels, classes) -> np.ndarray:
+    """Class index per label; -1 where the label is empty or not a class."""
+    lookup = {c: i for i, c in enumerate(classes)}
+    return np.array([lookup.get(label, -1) for label in labels], dtype=np.int64)
+
+
+def part_features(part, inputs, present: np.ndarray) -> np.ndarray:
+    """A fitted part's features for the present rows (``inputs`` holds those rows only), zeros
+    elsewhere: the same assembly for a stage and for ``predict``."""
+    matrix = np.zeros((len(present), part.out_dim), np.float32)
+    if present.any():
+        matrix[present] = part.transform(inputs)
+    return matrix
+
+
+def read_npz(path) -> dict:
+    """Every array of an ``.npz`` (store or feature file), no pickles; a clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise PipelineError(f"{path}: not a readable .npz ({exc})") from exc
+
+
+def write_npz(path, arrays: dict) -> Path:
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def load_store(path) -> dict:
+    store = read_npz(path)
+    missing = [c for c in REQUIRED if c not in store]
+    if missing:
+        raise PipelineError(f"{path}: not a feature store (missing {missing})")
+    return store
+
+
+def save_store(store: dict, path, stage: str, params: dict, inputs=(), extra=None) -> None:
+    write_npz(path, store)
+    write_record(path, stage, params, inputs, extra={"classes": [str(c) for c in store["classes"]], **(extra or {})})
+
+
+def save_features(path, ids, matrix, present, reasons, stage: str, params: dict, inputs=(), extra=None):
+    write_npz(path, {"utterance_id": np.asarray(ids, dtype=str), "features": matrix.astype(np.float32),
+                     "present": np.asarray(present, bool), "missing_reason": np.asarray(reasons, dtype=str)})
+    write_record(path, stage, params, inputs, extra)
+
+
+def store_columns(manifest: pd.DataFrame, classes: list[str]) -> dict:
+    return {
+        "utterance_id": np.asarray(manifest["utterance_id"], dtype=str),
+        "dialogue_id": np.asarray(manifest["dialogue_id"], dtype=str),
+        "speaker": np.asarray(manifest["speaker"], dtype=str),
+        "split": np.asarray(manifest["split"], dtype=str),
+        "turn": manifest["turn"].astype(int).to_numpy(),
+        "sentence": np.asarray(manifest["text"].fillna(""), dtype=str),
+        "label": label_indices(manifest["label"], classes),
+        "classes": np.asarray(classes, dtype=str),
+    }
+
+
+def align(manifest: pd.DataFrame, classes: list[str], feature_paths: dict, out, report_path, params=None):
+    """One store aligned to the manifest by utterance id, masks per modality, coverage report."""
+    store = store_columns(manifest, classes)
+    report = {"utterances": int(len(manifest)), "dialogues": int(manifest["dialogue_id"].nunique()),
+              "modalities": {}}
+    position = {u: i for i, u in enumerate(store["utterance_id"])}
+    for modality, path in feature_paths.items():
+        feats = read_npz(path)
+        matrix = np.zeros((len(manifest), feats["features"].shape[1]), np.float32)
+        present = np.zeros(len(manifest), bool)
+        reasons = np.full(len(manifest), "not_extracted", dtype=object)
+        for row, uid in enumerate(feats["utterance_id"]):
+            if uid in position:
+                i = position[uid]
+                matrix[i], present[i], reasons[i] = feats["features"][row], feats["present"][row], \
+                    feats["missing_reason"][row]
+        store[modality], store[f"{modality}_present"] = matrix, present
+        report["modalities"][modality] = coverage(matrix, present, reasons)
+        record = read_record(path) if record_path(path).is_file() else {}
+        for key in ("frames", "face_frames", "clips_without_face"):
+            if key in record:
+                report["modalities"][modality][key] = record[key]
+    save_store(store, out, "align", params or {}, inputs=list(feature_paths.values()))
+    atomic_write(report_path, lambda handle: handle.write((json.dumps(report, indent=2) + "\n").encode()))
+    return store, report
+
+
+def coverage(matrix: np.ndarray, present: np.ndarray, reasons) -> dict:
+    shown = matrix[present]
+    return {
+        "dim": int(matrix.shape[1]), "present": int(present.sum()), "missing": int((~present).sum()),
+        "missing_by_reason": dict(Counter(str(r) for r, p in zip(reasons, present) if not p)),
+        "finite": bool(np.isfinite(matrix).all()),
+        "mean": float(shown.mean()) if shown.size else 0.0, "std": float(shown.std()) if shown.size else 0.0,
+        "max_abs": float(np.abs(shown).max()) if shown.size else 0.0,
+        "mean_l2_norm": float(np.linalg.norm(shown, axis=1).mean()) if shown.size else 0.0,
+    }
