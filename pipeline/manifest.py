@@ -164,6 +164,14 @@ def require_training_split(frame: pd.DataFrame, source, classes) -> None:
                             f"(splits: {frame['split'].value_counts().to_dict()}); nothing to fit on")
 
 
+def training_parts(manifest: pd.DataFrame, seed: int = 0):
+    """Boolean masks (train, valid): ``model.data.holdout_valid``, so that an extractor and the
+    model hold out the same dialogues for the same seed."""
+    from model.data import holdout_valid
+
+    return holdout_valid(manifest["split"].to_numpy(), manifest["dialogue_id"].to_numpy(), seed)
+
+
 def read_manifest(path) -> tuple[pd.DataFrame, list[str]]:
     """The manifest and its class names (from ingest's lineage record), checked for a training split."""
     from pipeline.lineage import read_record, record_path

@@ -15,9 +15,8 @@ from pipeline.parts import save_part
 from pipeline.cache import extract_utterances
 from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
-from pipeline.manifest import read_manifest
+from pipeline.manifest import read_manifest, training_parts
 from pipeline.params import configs, section
-from pipeline.stages.text import training_parts
 from pipeline.store import label_indices, part_features, save_features
 
 
@@ -79,8 +78,10 @@ def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: Red
 
 
 def run(modality: str, manifest_path, out, model_path, cache_root, params_path, workers=None):
+    params = section(modality, params_path)
+    stage_configs(modality, params)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(modality, manifest, classes, section(modality, params_path), out, model_path, cache_root, workers)
+    return build(modality, manifest, classes, params, out, model_path, cache_root, workers)
 
 
 def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root,

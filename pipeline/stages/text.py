@@ -5,11 +5,10 @@ import numpy as np
 import pandas as pd
 
 from extractors.text import TextConfig, has_words, train_text_cnn
-from model.data import holdout_valid
 from pipeline.artifacts import check_writable
 from pipeline.parts import save_part
 from pipeline.lineage import write_record
-from pipeline.manifest import read_manifest, require_training_split
+from pipeline.manifest import read_manifest, require_training_split, training_parts
 from pipeline.params import configs, section
 from pipeline.store import label_indices, part_features, save_features
 
@@ -20,14 +19,11 @@ def text_inputs(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     return texts, np.array([has_words(t) for t in texts], dtype=bool)
 
 
-def training_parts(manifest: pd.DataFrame, seed: int = 0):
-    """Boolean masks (train, valid); see ``model.data.holdout_valid``."""
-    return holdout_valid(manifest["split"].to_numpy(), manifest["dialogue_id"].to_numpy(), seed)
-
-
 def run(manifest_path, out, model_path, params_path):
+    params = section("text", params_path)
+    configs("text", params, TextConfig)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(manifest, classes, section("text", params_path), out, model_path)
+    return build(manifest, classes, params, out, model_path)
 
 
 def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path):
