@@ -40,6 +40,11 @@ class CorruptMedia(MediaError):
     reason = "corrupt"
 
 
+class SegmentOutOfRange(MediaError):
+    """A segment that starts at or past the clip's end (never a feature from the last frame)."""
+    reason = "out_of_range"
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     path: str
@@ -70,13 +75,9 @@ def probe(path) -> MediaInfo:
     with _open(path) as container:
         audio = container.streams.audio[0] if container.streams.audio else None
         video = container.streams.video[0] if container.streams.video else None
-        duration = container.duration / av.time_base if container.duration else 0.0
-        for stream in (audio, video):
-            if stream is not None and stream.duration and stream.time_base:
-                duration = max(duration, float(stream.duration * stream.time_base))
         return MediaInfo(
             path=str(path),
-            duration=duration,
+            duration=_duration(container),
             has_audio=audio is not None,
             has_video=video is not None,
             sample_rate=audio.codec_context.sample_rate if audio else None,
@@ -87,6 +88,21 @@ def probe(path) -> MediaInfo:
             height=video.codec_context.height if video else None,
             video_codec=video.codec_context.codec.canonical_name if video else None,
         )
+
+
+def _duration(container) -> float:
+    """Seconds: the container's duration or its longest stream's; 0.0 when neither is known."""
+    duration = container.duration / av.time_base if container.duration else 0.0
+    for stream in container.streams:
+        if stream.duration and stream.time_base:
+            duration = max(duration, float(stream.duration * stream.time_base))
+    return duration
+
+
+def _check_in_clip(container, path, start) -> None:
+    duration = _duration(container)
+    if start and duration and start >= duration:
+        raise SegmentOutOfRange(path, f"segment start {start:.3f}s is past the end of the clip ({duration:.3f}s)")
 
 
 def _check_segment(path, start, end):
@@ -115,6 +131,7 @@ def load_audio(path, start: float | None = None, end: float | None = None,
         if not container.streams.audio:
             raise NoAudioStream(path, "has no audio track")
         stream = container.streams.audio[0]
+        _check_in_clip(container, path, start)
         _seek(container, stream, path, start)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks, first_time = [], None
@@ -156,6 +173,7 @@ def load_frames(path, fps: float | None = None, start: float | None = None,
             raise NoVideoStream(path, "has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        _check_in_clip(container, path, start)
         _seek(container, stream, path, start)
         width, height = stream.codec_context.width, stream.codec_context.height
         scale = 1.0

@@ -146,14 +146,22 @@ def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True)
 
 
 def write_manifest(frame: pd.DataFrame, path) -> None:
+    """Media paths are written relative to the manifest's own folder, so the manifest works from
+    any working directory and moves with its clips."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame[COLUMNS].to_csv(path, index=False)
+    out = frame[COLUMNS].copy()
+    here = path.parent.resolve()
+    out["media"] = [Path(os.path.relpath(Path(m).resolve(), here)).as_posix() if m else "" for m in out["media"]]
+    out.to_csv(path, index=False)
 
 
 def load_manifest(path) -> pd.DataFrame:
     """Read a manifest written by ``ingest`` (media existence is checked by the extractors)."""
-    return validate(read_csv_any_encoding(path), path, check_media=False)
+    frame = read_csv_any_encoding(path)
+    if "media" in frame.columns:
+        frame["media"] = [_media_path(Path(path).parent, m) for m in frame["media"]]
+    return validate(frame, path, check_media=False)
 
 
 def require_training_split(frame: pd.DataFrame, source, classes) -> None:

@@ -1,4 +1,6 @@
 """Manifest readers and validation: each problem is an error naming the file and the line."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -63,3 +65,11 @@ def test_unknown_format_and_missing_csv(tmp_path):
         read_dataset("demo", tmp_path)
     with pytest.raises(ManifestError, match="manifest.csv: CSV not found"):
         read_dataset("generic", tmp_path)
+
+
+def test_a_manifest_works_from_any_working_directory(tiny_corpus, tmp_path, monkeypatch):
+    root, _ = tiny_corpus
+    write_manifest(read_dataset("demo", root), tmp_path / "m.csv")
+    monkeypatch.chdir(tmp_path.parent)          # a stage run from elsewhere still finds every clip
+    back = load_manifest(tmp_path / "m.csv")
+    assert all(Path(m).is_file() for m in back["media"])

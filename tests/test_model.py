@@ -166,3 +166,15 @@ def test_torchrun_ddp_two_gloo_processes(tmp_path):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["world_size"] == 2 and summary["ddp_params_identical"] is True
     assert done.stdout.count("train: best valid") == 1   # one set of outputs, from rank 0
+
+
+@pytest.mark.parametrize("mode", ["bclstm", "dimmn"])
+def test_a_dialogues_logits_do_not_depend_on_its_batch(mode):
+    store = make_store(n_dialogues=3)
+    keep = np.ones(len(store["label"]), bool)
+    keep[(store["dialogue_id"] == "d0") & (store["turn"] >= 5)] = False   # d0 shorter than d1
+    model, _ = batch_of(store, mode=mode)
+    groups = dialogues(store, keep)
+    alone = run(model, collate(store, groups[:1], model.modalities, "cpu"))[0, :5]
+    beside = run(model, collate(store, groups[:2], model.modalities, "cpu"))[0, :5]   # padded to d1's length
+    assert torch.allclose(alone, beside, atol=1e-6)

@@ -117,36 +117,53 @@ def import_pickle(path, classes=None) -> dict:
     rows = {k: [] for k in ("utterance_id", "dialogue_id", "turn", "speaker", "split", "sentence", "label")}
     mats = {m: [] for m in MODALITIES}
     for d in list(fields["trainVid"]) + list(fields["testVid"]):
-        ids = fields["videoIDs"][d]
-        for k, uid in enumerate(ids):
-            rows["utterance_id"].append(str(uid))
-            rows["dialogue_id"].append(str(d))
-            rows["turn"].append(k)
-            speaker = fields["videoSpeakers"][d][k]
-            rows["speaker"].append(str(np.argmax(speaker)) if np.ndim(speaker) else str(speaker))
-            rows["split"].append("test" if d in test else "train")
-            sentences = fields["videoSentence"].get(d) if isinstance(fields["videoSentence"], dict) else None
-            rows["sentence"].append(str(sentences[k]) if sentences else "")
-            rows["label"].append(int(fields["videoLabels"][d][k]))
-            for m, name in PICKLE_MODALITY.items():
-                source = fields[name]
-                mats[m].append(np.asarray(source[d][k], np.float32) if isinstance(source, dict) and d in source else None)
+        try:
+            _read_dialogue(fields, d, d in test, rows, mats)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ExchangeError(f"{path}: dialogue {d!r} does not fit the layout ({type(exc).__name__}: {exc}); "
+                                f"each field needs one entry per utterance of videoIDs") from exc
+    if not rows["label"]:
+        raise ExchangeError(f"{path}: no dialogue listed in trainVid or testVid")
     n_classes = max(rows["label"]) + 1
     store = {k: np.asarray(v) for k, v in rows.items()}
     store["classes"] = np.asarray(classes or [f"class_{i}" for i in range(n_classes)], dtype=str)
     for m, vectors in mats.items():
         if all(v is None for v in vectors):
             continue
-        dim = next(v.shape[0] for v in vectors if v is not None)
+        dims = {v.shape for v in vectors if v is not None}
+        if len(dims) != 1 or len(next(iter(dims))) != 1:
+            raise ExchangeError(f"{path}: {PICKLE_MODALITY[m]} vectors have shapes {sorted(dims)}; need one 1-d size")
+        dim = next(iter(dims))[0]
         matrix = np.stack([v if v is not None else np.zeros(dim, np.float32) for v in vectors])
         store[m], store[f"{m}_present"] = matrix, np.abs(matrix).sum(1) > 0
     return store
+
+
+def _read_dialogue(fields: dict, d, is_test: bool, rows: dict, mats: dict) -> None:
+    ids = fields["videoIDs"][d]
+    sentences = fields["videoSentence"].get(d) if isinstance(fields["videoSentence"], dict) else None
+    for k, uid in enumerate(ids):
+        speaker = fields["videoSpeakers"][d][k]
+        label = int(fields["videoLabels"][d][k])
+        vectors = {m: np.asarray(fields[name][d][k], np.float32)
+                   if isinstance(fields[name], dict) and d in fields[name] else None for m, name in PICKLE_MODALITY.items()}
+        rows["utterance_id"].append(str(uid))
+        rows["dialogue_id"].append(str(d))
+        rows["turn"].append(k)
+        rows["speaker"].append(str(np.argmax(speaker)) if np.ndim(speaker) else str(speaker))
+        rows["split"].append("test" if is_test else "train")
+        rows["sentence"].append(str(sentences[k]) if sentences else "")
+        rows["label"].append(label)
+        for m, vector in vectors.items():
+            mats[m].append(vector)
 
 
 def import_mosi(folder) -> dict:
     """The CMU-MOSI CSV layout (bc-LSTM data): ``{text,audio,video}_{split}0.csv`` rows aligned,
     last column the label, ``text_{split}.csv`` column 0 indexing ``transcripts.csv``."""
     folder = Path(folder)
+    if not (folder / "transcripts.csv").is_file():
+        raise ExchangeError(f"{folder / 'transcripts.csv'}: not found; the MOSI layout needs it beside the feature CSVs")
     transcripts = pd.read_csv(folder / "transcripts.csv", header=None, dtype=str, keep_default_na=False)
     parts = []
     for split in ("train", "test"):

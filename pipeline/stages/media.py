@@ -92,20 +92,20 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
     raw, present, reasons, infos, counts = extract_raw(modality, manifest, config, cache_root,
                                                        workers if workers is not None else stage.workers, progress)
     if raw is None:
-        raise PipelineError(f"{out}: no clip gave {modality} features ({dict(Counter(reasons))})")
+        raise PipelineError(f"{out}: no clip gave {modality} features ({dict(Counter(map(str, reasons)))})")
     rows = np.flatnonzero(present)
     train, valid = training_parts(manifest, stage.seed)
     y = label_indices(manifest["label"], classes)[rows]
     fit_rows, valid_rows = train[rows] & (y >= 0), valid[rows] & (y >= 0)
     if not fit_rows.any():
         raise PipelineError(f"{out}: no labelled training clip gave {modality} features "
-                            f"({dict(Counter(reasons[train]))})")
+                            f"({dict(Counter(map(str, reasons[train])))})")
     part, part_extra = fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage, cnn3d)
     save_part(part, model_path)
     write_record(model_path, modality, params, extra={"extractor": asdict(config), "classes": classes, **part_extra})
     matrix = part_features(part, raw, present)
     extra = {"computed": counts["computed"], "cached": counts["cached"], "raw_dim": int(raw.shape[1]),
-             "dim": int(matrix.shape[1]), "missing": dict(Counter(r for r in reasons if r)),
+             "dim": int(matrix.shape[1]), "missing": dict(Counter(str(r) for r in reasons if r)),
              "repaired_cache_entries": counts["repaired"]}
     if modality == "visual":
         extra["frames"] = int(sum(i.get("frames", 0) for i in infos))

@@ -95,12 +95,12 @@ def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, cac
 
 def predict_conversation(run, folder, csv, params: dict, cache_root="data/cache") -> tuple[pd.DataFrame, dict]:
     run = Path(run)
+    conversation = read_conversation(folder, csv)   # the cheap checks first, before any model or clip
     if not run.is_dir():
         raise PredictError(f"{run}: run folder not found (it holds {sorted(RUN_FILES.values())})")
     device = pick_device("auto")
     model, blob = load_checkpoint(run_file(run, "model"), device)
     check_settings(run, params, model.modalities)
-    conversation = read_conversation(folder, csv)
     store = featurise(conversation, run, model.modalities, blob["dims"], cache_root)
     rows, probs = predict_probs(model, store, np.ones(len(conversation), bool), device)
     order = np.argsort(rows)

@@ -1,0 +1,282 @@
+"""Fault injection (issue 11): code hidden in a run folder, kills mid-write, foreign resume,
+uneven DDP shards, and bad input that must give a one-line error naming the file, exit 2."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from extractors.base import ExtractorError
+from extractors.media import MediaError, write_clip
+from extractors.reduce import Reducer
+from extractors.text import has_words, tokenize
+from model.dimmn import ModelConfig
+from model.errors import ModelError
+from model.train import TrainConfig, load_checkpoint, train
+from pipeline.cache import FeatureCache, extract_utterances
+from pipeline.cli import main
+from pipeline.errors import PipelineError
+from pipeline.parts import load_part
+from pipeline.stages.predict import read_conversation
+from test_model import make_store
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ModelConfig(d=16, K=3, L=2)
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("name", ["audio.pt", "dimmn.pt"])
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_a_run_folder_with_code_in_it_is_refused_not_run(tmp_path, name, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / name
+    blob = {"kind": "reducer", "state": Payload(marker), "model": Payload(marker)}
+    if writer == "torch":
+        torch.save(blob, path)
+    else:
+        path.write_bytes(pickle.dumps(blob))
+    loader, error = (load_part, PipelineError) if name == "audio.pt" else (load_checkpoint, ModelError)
+    with pytest.raises(error, match=name):
+        loader(path)
+    assert not marker.exists()
+
+
+KILLER = """
+import os, signal, sys
+import torch
+sys.path.insert(0, {tests!r})
+from test_model import make_store
+from model.dimmn import ModelConfig
+from model.train import TrainConfig, train
+if sys.argv[2] == "kill":   # die in the middle of writing the next checkpoint
+    def torn(obj, handle, *args, **kwargs):
+        handle.write(b"PK\\x03\\x04 half a checkpoint")
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    torch.save = torn
+train(make_store(), ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=int(sys.argv[3]), patience=10, seed=3,
+      resume=True), checkpoint=sys.argv[1], progress=False)
+"""
+
+
+def test_a_kill_while_writing_the_checkpoint_keeps_the_last_good_one(tmp_path):
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.format(tests=str(ROOT / "tests")))
+    ckpt = str(tmp_path / "m.pt")
+
+    def go(mode, epochs):
+        return subprocess.run([sys.executable, str(script), ckpt, mode, str(epochs)], capture_output=True, text=True,
+                              timeout=300)
+
+    assert go("ok", 2).returncode == 0
+    killed = go("kill", 4)
+    assert killed.returncode == -signal.SIGKILL
+    state = torch.load(ckpt + ".last", weights_only=True)      # still whole: the epoch before the kill
+    assert state["epoch"] == 1
+    assert go("ok", 4).returncode == 0                          # resumes from it
+    _, whole, _ = train(make_store(), SMALL, TrainConfig(epochs=4, patience=10, seed=3), progress=False)
+    resumed = torch.load(ckpt + ".last", weights_only=True)["history"]
+    assert [round(h["loss"], 5) for h in resumed] == [round(h["loss"], 5) for h in whole]
+
+
+def test_resume_refuses_another_store_and_a_finished_run_stays_finished(tmp_path):
+    store, ckpt = make_store(), tmp_path / "m.pt"
+    train(store, SMALL, TrainConfig(epochs=2, seed=1), checkpoint=ckpt, progress=False)
+    shuffled = dict(store, label=np.random.default_rng(5).permutation(store["label"]))
+    with pytest.raises(ModelError, match="m.pt.last: this resume checkpoint was made with another store"):
+        train(shuffled, SMALL, TrainConfig(epochs=4, seed=1, resume=True), checkpoint=ckpt, progress=False)
+    with pytest.raises(ModelError, match="another store or other settings"):
+        train(store, SMALL, TrainConfig(epochs=4, seed=1, lr=0.01, resume=True), checkpoint=ckpt, progress=False)
+    done = tmp_path / "done.pt"
+    _, first, _ = train(store, SMALL, TrainConfig(epochs=40, patience=1, seed=1), checkpoint=done, progress=False)
+    assert len(first) < 40                                      # stopped early
+    _, again, _ = train(store, SMALL, TrainConfig(epochs=40, patience=1, seed=1, resume=True), checkpoint=done,
+                        progress=False)
+    assert again == first                                       # nothing more for a finished run
+
+
+def test_a_resume_checkpoint_holds_every_rng_and_loads_as_data(tmp_path):
+    train(make_store(), SMALL, TrainConfig(epochs=1), checkpoint=tmp_path / "m.pt", progress=False)
+    state = torch.load(tmp_path / "m.pt.last", weights_only=True, map_location="cpu")
+    assert {"torch", "shuffle", "cuda", "numpy"} <= set(state["rng"]) and len(state["fingerprint"]) == 64
+
+
+def test_an_empty_validation_set_is_an_error_not_an_epoch_0_model():
+    store = make_store(n_dialogues=3)
+    store["split"][:] = np.where(store["split"] == "valid", "test", store["split"])
+    store["split"][store["dialogue_id"] == "d1"] = "test"     # one training dialogue: nothing to hold out
+    with pytest.raises(ModelError, match="no labelled utterance to validate on"):
+        train(store, SMALL, TrainConfig(epochs=1), progress=False)
+
+
+def _torchrun(tmp_path, store, params, port):
+    np.savez(tmp_path / "store.npz", **store)
+    (tmp_path / "params.yaml").write_text(params)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "pipeline", "train",
+         "--params", str(tmp_path / "params.yaml"), "--store", str(tmp_path / "store.npz"),
+         "--checkpoint", str(tmp_path / "m.pt"), "--history", str(tmp_path / "h.csv"),
+         "--summary", str(tmp_path / "s.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+
+
+def test_ddp_on_uneven_shards_and_one_memory_hop_finishes(tmp_path):
+    store = make_store(n_dialogues=9)                           # 7 training dialogues on 2 ranks
+    done = _torchrun(tmp_path, store, "model: {d: 16, K: 3, L: 2, R: 1}\ntrain: {epochs: 2, batch_size: 1}\n", 29531)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"ddp_params_identical": true' in (tmp_path / "s.json").read_text()
+
+
+def test_a_segment_past_the_clip_end_is_out_of_range(tiny_corpus):
+    from extractors.media import load_audio, load_frames
+
+    _, manifest = tiny_corpus
+    for load in (load_audio, load_frames):
+        with pytest.raises(MediaError, match="past the end") as caught:
+            load(manifest["media"][0], start=60.0, end=61.0)
+        assert caught.value.reason == "out_of_range"
+
+
+def test_predict_gives_two_segments_of_one_clip_two_ids(tiny_corpus, tmp_path):
+    root, manifest = tiny_corpus
+    clip = Path(manifest["media"][0])
+    (tmp_path / clip.name).write_bytes(clip.read_bytes())
+    (tmp_path / "turns.csv").write_text(f"turn,speaker,text,media,start,end\n0,A,hi,{clip.name},0,0.4\n"
+                                        f"1,B,yo,{clip.name},0.4,0.8\n")
+    ids = read_conversation(tmp_path, tmp_path / "turns.csv")["utterance_id"]
+    assert ids.nunique() == 2
+
+
+def test_fewer_training_clips_than_dim_is_an_error():
+    x = np.random.default_rng(0).normal(size=(12, 300)).astype(np.float32)
+    with pytest.raises(ExtractorError, match="needs more than 100 training clips.*there are 12.*lower `dim`"):
+        Reducer("pca", 100).fit(x)
+    assert Reducer("pca", 10).fit(x).transform(x).shape == (12, 10)
+    assert Reducer("pca", 100).fit(np.tile(x[:, :8], (20, 1))).out_dim == 8   # fewer columns: all kept
+
+
+def test_a_corrupt_cache_entry_is_extracted_again(tiny_corpus, tmp_path):
+    from test_cache import Counting
+
+    _, manifest = tiny_corpus
+    extract_utterances(manifest, Counting, "count", {}, tmp_path, progress=False)
+    entry = next(tmp_path.rglob("*.npz"))
+    entry.write_bytes(b"not a zip")
+    results, counts = extract_utterances(manifest, Counting, "count", {}, tmp_path, progress=False)
+    assert counts["repaired"] == 1 and all(r.vector is not None for r in results.values())
+    assert FeatureCache(tmp_path).get(entry.stem) is not None
+
+
+def test_text_in_any_script_is_words():
+    assert tokenize("Größe ist café!") == ["größe", "ist", "café", "!"]
+    assert tokenize("こんにちは 世界") == ["こんにちは", "世界"]
+    assert not has_words("...") and has_words("ok...")
+
+
+def clips_of(tiny_corpus):
+    return [Path(m).name for m in tiny_corpus[1]["media"]]
+
+
+def _generic(tmp_path, tiny_corpus, text: str, encoding="utf-8"):
+    """A user's folder: the tiny corpus's clips and a manifest.csv of ``text``."""
+    folder = tmp_path / "mine"
+    folder.mkdir(exist_ok=True)
+    for m in tiny_corpus[1]["media"]:
+        (folder / Path(m).name).write_bytes(Path(m).read_bytes())
+    (folder / "manifest.csv").write_bytes(text.encode(encoding))
+    return folder
+
+
+def _cli(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_a_windows_1252_csv_is_read(tiny_corpus, tmp_path, capsys):
+    header = "split,dialogue_id,utterance_id,speaker,text,label,media\n"
+    folder = _generic(tmp_path, tiny_corpus, header + "".join(
+        f"train,d,u{i},A,café olé {i},happy,{c}\n" for i, c in enumerate(clips_of(tiny_corpus))), "cp1252")
+    code, err = _cli(["ingest", "--format", "generic", "--root", str(folder), "--out", str(tmp_path / "m.csv")], capsys)
+    assert code == 0, err
+    assert "café olé 0" in (tmp_path / "m.csv").read_text()
+
+
+BAD_CSVS = {
+    "empty": ("", "the CSV is empty"),
+    "header only": ("split,dialogue_id,utterance_id,speaker,text,label,media\n", "no utterances"),
+    "no training split": ("split,dialogue_id,utterance_id,speaker,text,label,media\ntest,d,u0,A,hi,happy,{clip}\n",
+                          "no labelled utterance in the train split"),
+    "end=inf": ("split,dialogue_id,utterance_id,speaker,text,label,media,start,end\n"
+                "train,d,u0,A,hi,happy,{clip},0,inf\n", "line 2: end 'inf' is not a finite time"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CSVS))
+def test_bad_generic_csvs_are_one_line_errors(case, tiny_corpus, tmp_path, capsys):
+    text, message = BAD_CSVS[case]
+    folder = _generic(tmp_path, tiny_corpus, text.format(clip=clips_of(tiny_corpus)[0]))
+    code, err = _cli(["ingest", "--format", "generic", "--root", str(folder), "--labels", "happy", "sad",
+                      "--out", str(tmp_path / "m.csv")], capsys)
+    assert code == 2 and message in err and ("manifest.csv" in err or "mine" in err), err
+
+
+def test_import_of_a_ragged_pickle_or_a_partial_mosi_folder(tmp_path, capsys):
+    ragged = ({"d": ["u0", "u1"]}, {"d": ["A"]}, {"d": [0, 1]}, {"d": [np.zeros(3)]}, {}, {}, {}, ["d"], [])
+    (tmp_path / "ragged.pkl").write_bytes(pickle.dumps(ragged))
+    code, err = _cli(["import", "--format", "pickle", "--src", str(tmp_path / "ragged.pkl"),
+                      "--out", str(tmp_path / "s.npz")], capsys)
+    assert code == 2 and "ragged.pkl" in err and "dialogue 'd'" in err, err
+    (tmp_path / "mosi").mkdir()
+    code, err = _cli(["import", "--format", "mosi", "--src", str(tmp_path / "mosi"), "--out", str(tmp_path / "m.npz")],
+                     capsys)
+    assert code == 2 and "transcripts.csv" in err, err
+
+
+def test_predict_input_problems_are_one_line_errors(tiny_corpus, tmp_path, capsys):
+    clip = clips_of(tiny_corpus)[0]
+    folder = _generic(tmp_path, tiny_corpus, "")
+    run = tmp_path / "run"
+    run.mkdir()
+    cases = [("turn,speaker,text,media\n", str(run), "no utterances"),
+             (f"turn,speaker,text,media\nfirst,A,hi,{clip}\n", str(run), "turn 'first' is not an integer"),
+             (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(tmp_path / "nowhere"), "run folder not found"),
+             (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(run), "dimmn.pt: model checkpoint not found")]
+    for text, run_dir, message in cases:
+        (folder / "turns.csv").write_text(text)
+        code, err = _cli(["predict", "--run", run_dir, "--clips", str(folder), "--csv", str(folder / "turns.csv"),
+                          "--out", str(tmp_path / "new" / "p.csv")], capsys)
+        assert code == 2 and message in err, (message, err)
+
+
+def test_an_output_folder_that_cannot_be_made_fails_before_the_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    np.savez(tmp_path / "store.npz", **make_store())
+    code, err = _cli(["train", "--params", str(tmp_path / "none.yaml"), "--store", str(tmp_path / "store.npz"),
+                      "--checkpoint", str(tmp_path / "file" / "m.pt")], capsys)
+    assert code == 2 and "cannot create the output folder" in err and "file" in err
+    assert not list(tmp_path.rglob("*.last"))
+
+
+def test_train_creates_a_missing_checkpoint_folder(tmp_path, capsys):
+    np.savez(tmp_path / "store.npz", **make_store())
+    (tmp_path / "p.yaml").write_text("model: {d: 16, K: 3, L: 2}\ntrain: {epochs: 1}\n")
+    code, err = _cli(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+                      "--checkpoint", str(tmp_path / "A" / "m.pt"), "--history", str(tmp_path / "h.csv"),
+                      "--summary", str(tmp_path / "s.json")], capsys)
+    assert code == 0 and (tmp_path / "A" / "m.pt").is_file(), err
