@@ -6,6 +6,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from model.errors import ModelError
+
 
 def holdout_valid(split: np.ndarray, dialogue_id: np.ndarray, seed: int = 0, share: float = 0.1):
     """Boolean masks (train, valid) over utterances. Without a valid split, a seeded part of the
@@ -19,6 +21,17 @@ def holdout_valid(split: np.ndarray, dialogue_id: np.ndarray, seed: int = 0, sha
         valid = train & np.isin(dialogue_id, held)
         train = train & ~valid
     return train, valid
+
+
+def group_folds(dialogue_id: np.ndarray, rows: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index (0..k-1) per row of ``rows``, whole dialogues per fold, seeded; -1 elsewhere."""
+    dialogue_id = np.asarray(dialogue_id)
+    names = sorted(set(dialogue_id[rows]))
+    if len(names) < k:
+        raise ModelError(f"{k} folds need at least {k} dialogues, there are {len(names)}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    fold_of = {names[j]: i % k for i, j in enumerate(order)}
+    return np.array([fold_of[d] if r else -1 for d, r in zip(dialogue_id, rows)])
 
 
 def dialogues(store: dict, rows_mask: np.ndarray) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from model.data import collate, dialogues, holdout_valid
+from model.data import collate, dialogues, group_folds, holdout_valid
 from model.dimmn import DIMMN, ModelConfig
 from model.errors import ModelError
 from model.metrics import classification_metrics
@@ -48,6 +48,8 @@ class TrainConfig:
     device: str = "auto"           # auto: CUDA when there is one
     amp: bool = False              # bf16 autocast on CUDA
     valid_share: float = 0.1       # held out of train when the data has no valid split
+    select_on: str = "wf1"         # the validation measure early stopping follows: wf1 | loss
+    cv_folds: int = 0              # >= 2: choose the epoch count by grouped K-fold CV, then refit on train + valid
     resume: bool = False
 
 
@@ -111,9 +113,23 @@ def predict_probs(model: DIMMN, store: dict, rows_mask: np.ndarray, device, batc
 
 
 def _evaluate(model, store, mask, device, cfg):
+    """Metrics and the mean cross-entropy on the labelled rows of ``mask`` (NaN when there are none)."""
     rows, probs = predict_probs(model, store, mask, device, amp=cfg.amp)
-    labelled = store["label"][rows] >= 0
-    return classification_metrics(store["label"][rows][labelled], probs[labelled].argmax(1), list(store["classes"]))
+    truth = store["label"][rows]
+    labelled = truth >= 0
+    if not labelled.any():
+        return {"acc": float("nan"), "wf1": float("nan"), "loss": float("nan")}
+    metrics = classification_metrics(truth[labelled], probs[labelled].argmax(1), list(store["classes"]))
+    picked = probs[labelled, truth[labelled]]
+    metrics["loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return metrics
+
+
+def _score(metrics: dict, cfg: TrainConfig) -> float:
+    """Higher is better: weighted F1, or minus the loss."""
+    if cfg.select_on not in ("wf1", "loss"):
+        raise ModelError(f"train.select_on must be wf1 or loss, not {cfg.select_on!r}")
+    return metrics["wf1"] if cfg.select_on == "wf1" else -metrics["loss"]
 
 
 def _rng_state(generator: torch.Generator) -> dict:
@@ -171,26 +187,64 @@ def _load_resume(last_path: Path) -> dict | None:
     return state
 
 
-def _split_masks(store: dict, cfg: TrainConfig):
+def _split_masks(store: dict, cfg: TrainConfig, select: bool = True):
     """Training rows (unlabelled ones stay as context; the loss ignores them) and labelled valid rows."""
-    train_mask, valid_mask = holdout_valid(store["split"], store["dialogue_id"], cfg.seed, cfg.valid_share)
+    if select:
+        train_mask, valid_mask = holdout_valid(store["split"], store["dialogue_id"], cfg.seed, cfg.valid_share)
+    else:   # a refit for a chosen epoch count: every training dialogue trains, none is held out
+        train_mask, valid_mask = store["split"] == "train", np.zeros(len(store["split"]), bool)
     labelled = store["label"] >= 0
     if not (train_mask & labelled).any():
         raise ModelError("no labelled utterance in the train split: nothing to train on")
-    if not (valid_mask & labelled).any():
+    if select and not (valid_mask & labelled).any():
         raise ModelError("no labelled utterance to validate on: the store has no valid split and fewer than 2 "
                          "training dialogues to hold one out of; early stopping would pick epoch 0 blindly")
     return train_mask, valid_mask & labelled
 
 
 def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=None, progress: bool = True):
-    """Train on the store's train split; return (best model, history, summary)."""
+    """Train on the store's train split; return (selected model, history, summary).
+
+    ``cv_folds`` < 2: early stopping on the valid split's ``select_on`` measure. Otherwise the epoch
+    count is chosen by grouped K-fold cross-validation over the train and valid dialogues, and the
+    model is refit on all of them for that many epochs. Test rows are never read.
+    """
+    if cfg.cv_folds < 2:
+        return _fit(store, model_config, cfg, checkpoint, progress)
+    epochs, curve = choose_epochs(store, model_config, cfg)
+    pooled = dict(store, split=np.where(store["split"] == "valid", "train", store["split"]))
+    model, history, summary = _fit(pooled, model_config, replace(cfg, epochs=epochs, cv_folds=0), checkpoint,
+                                   progress, select=False)
+    summary.update(selection=f"{cfg.cv_folds}-fold grouped CV over the train and valid dialogues chose {epochs} "
+                             f"epochs by mean valid {cfg.select_on}; refit on all of them",
+                   cv_mean_curve=[round(v, 4) for v in curve])
+    return model, history, summary
+
+
+def choose_epochs(store: dict, model_config: ModelConfig, cfg: TrainConfig) -> tuple[int, list[float]]:
+    """The epoch count with the best mean validation measure over K grouped folds of the train and
+    valid dialogues (each fold trains for ``epochs`` without stopping early)."""
+    pool = np.isin(store["split"], ("train", "valid"))
+    folds = group_folds(store["dialogue_id"], pool, cfg.cv_folds, cfg.seed)
+    curves = []
+    for fold in range(cfg.cv_folds):
+        split = np.where(folds == fold, "valid", np.where(pool, "train", store["split"]))
+        _, history, _ = _fit(dict(store, split=split), model_config,
+                             replace(cfg, cv_folds=0, patience=cfg.epochs, resume=False), None, False)
+        curves.append([_score(h_metrics(h), cfg) for h in history])
+    mean = np.mean(curves, axis=0)
+    return int(np.argmax(mean)) + 1, mean.tolist()
+
+
+def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=None, progress: bool = True,
+         select: bool = True):
+    """Train; with ``select``, keep the epoch best on valid and stop early; else keep the last epoch."""
     rank, world = _distributed()
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    train_mask, valid_mask = _split_masks(store, cfg)
+    train_mask, valid_mask = _split_masks(store, cfg, select)
     stats_rows = train_mask & (store["label"] >= 0)
     model = build_model(store, model_config)
     model.set_input_stats({m: store[m][stats_rows & store.get(f"{m}_present", stats_rows)] for m in model.modalities})
@@ -204,7 +258,7 @@ def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=N
     loss_fn = nn.CrossEntropyLoss(weight=weight, ignore_index=-1)
     generator = torch.Generator().manual_seed(cfg.seed)
     print_ = print if rank == 0 else (lambda *a, **k: None)
-    history, best, best_state, waited, start_epoch, finished = [], -1.0, None, 0, 0, False
+    history, best, best_state, waited, start_epoch, finished = [], -float("inf"), None, 0, 0, False
     mark = fingerprint(store, model_config, cfg)
     last_path = Path(str(checkpoint) + ".last") if checkpoint else None
     state = _load_resume(last_path) if cfg.resume and last_path else None
@@ -243,10 +297,12 @@ def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=N
         train_metrics = _evaluate(model, store, stats_rows, device, cfg)
         valid_metrics = _evaluate(model, store, valid_mask, device, cfg)
         history.append({"epoch": epoch, "loss": total / max(seen, 1), "train_acc": train_metrics["acc"],
-                        "valid_acc": valid_metrics["acc"], "valid_wf1": valid_metrics["wf1"]})
+                        "valid_acc": valid_metrics["acc"], "valid_wf1": valid_metrics["wf1"],
+                        "valid_loss": valid_metrics["loss"]})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", valid_wf1=f"{valid_metrics['wf1']:.1f}")
-        if valid_metrics["wf1"] > best:
-            best, best_state, waited = valid_metrics["wf1"], copy.deepcopy(model.state_dict()), 0
+        score = _score(valid_metrics, cfg) if select else float(epoch)   # without selection: the last epoch
+        if score > best:
+            best, best_state, waited = score, copy.deepcopy(model.state_dict()), 0
         else:
             waited += 1
         if last_path and rank == 0:
@@ -258,15 +314,22 @@ def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=N
     if best_state is None:
         raise ModelError(f"no epoch was trained (train.epochs is {cfg.epochs})")
     model.load_state_dict(best_state)
-    summary = {"best_valid_wf1": best, "epochs_run": len(history), "device": str(device), "world_size": world,
-               "train_utterances": int(stats_rows.sum()), "valid_utterances": int(valid_mask.sum()),
-               "selected_epoch": int(max(history, key=lambda h: h["valid_wf1"])["epoch"]),
-               "selection": "best valid weighted F1, early stopping"}
+    chosen = max(history, key=lambda h: _score(h_metrics(h), cfg)) if select else history[-1]
+    summary = {"best_valid_wf1": chosen["valid_wf1"], "epochs_run": len(history), "device": str(device),
+               "world_size": world, "train_utterances": int(stats_rows.sum()), "valid_utterances": int(valid_mask.sum()),
+               "selected_epoch": int(chosen["epoch"]),
+               "selection": f"early stopping on valid {cfg.select_on} (patience {cfg.patience})" if select
+               else f"the last of {cfg.epochs} epochs"}
     if world > 1:
         summary["ddp_params_identical"] = _params_identical(model)
     if checkpoint and rank == 0:
         save_checkpoint(model, store, model_config, cfg, checkpoint, summary)
     return model, history, summary
+
+
+def h_metrics(entry: dict) -> dict:
+    """A history entry's valid measures under the names ``_score`` reads."""
+    return {"wf1": entry["valid_wf1"], "loss": entry["valid_loss"]}
 
 
 def _params_identical(model) -> bool:

@@ -51,7 +51,8 @@ def text_cmd(p):
     p.add_argument("--manifest", default=PATHS["manifest"])
     p.add_argument("--out", default=f"{PATHS['features']}/text.npz")
     p.add_argument("--model", default=f"{PATHS['models']}/{RUN_FILES['text']}", help="the trained extractor")
-    return lambda a: stage("text").run(a.manifest, a.out, a.model, a.params)
+    p.add_argument("--cache", default=PATHS["cache"], help="cache root (the cross-fitting folds' parts)")
+    return lambda a: stage("text").run(a.manifest, a.out, a.model, a.params, a.cache)
 
 
 def _media_command(modality, help_text):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.data import holdout_valid
 from pipeline.artifacts import check_writable
 from pipeline.datasets import read_dataset
 from pipeline.errors import ParamsError
@@ -11,10 +12,25 @@ from pipeline.manifest import require_training_split, write_manifest
 from pipeline.params import section
 
 
+HOLDOUT = ("holdout_share", "holdout_seed")
+
+
+def hold_out_valid(manifest, share: float, seed: int):
+    """Without a valid split, a seeded share of the training dialogues becomes ``valid`` in the
+    manifest itself: every stage (extractors, model) then selects on the same dialogues."""
+    if (manifest["split"] == "valid").any():
+        return manifest, []
+    train, valid = holdout_valid(manifest["split"].to_numpy(), manifest["dialogue_id"].to_numpy(), seed, share)
+    manifest = manifest.copy()
+    manifest.loc[valid, "split"] = "valid"
+    return manifest, sorted(set(manifest.loc[valid, "dialogue_id"]))
+
+
 def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
     params = section("ingest", params_path)
     fmt, root = fmt or params.get("format", "demo"), root or params.get("root")
-    params = {k: v for k, v in params.items() if k not in ("format", "root")}   # the reader's options
+    share, seed = float(params.get("holdout_share", 0.1)), int(params.get("holdout_seed", 0))
+    params = {k: v for k, v in params.items() if k not in ("format", "root") + HOLDOUT}   # the reader's options
     if not root:
         raise ParamsError("ingest: no --root given and no ingest.root in params")
     if csv:
@@ -24,12 +40,16 @@ def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
     check_writable(out)
     manifest = read_dataset(fmt, root, **params)
     require_training_split(manifest, root, manifest.attrs["labels"])
+    attrs = dict(manifest.attrs)
+    manifest, held = hold_out_valid(manifest, share, seed)
+    manifest.attrs.update(attrs)
     write_manifest(manifest, out)
     listed = [p for p in (Path(csv) if csv else Path(root) / "manifest.csv",) if p.is_file()]
     skipped, dropped = manifest.attrs.get("skipped", []), manifest.attrs.get("dropped", {})
     counts = manifest["split"].value_counts().to_dict()
     write_record(out, "ingest", dict(params, format=fmt, root=str(root)), inputs=listed,
-                 extra={"labels": manifest.attrs["labels"], "counts": counts, "skipped": skipped, "dropped": dropped})
+                 extra={"labels": manifest.attrs["labels"], "counts": counts, "skipped": skipped, "dropped": dropped,
+                        "held_out_valid": {"seed": seed, "share": share, "dialogues": held} if held else None})
     shown = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"ingest: {len(manifest)} utterances, {manifest['dialogue_id'].nunique()} dialogues ({shown}) -> {out}")
     if skipped:

@@ -16,8 +16,9 @@ from pipeline.cache import extract_utterances
 from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, training_parts
+from pipeline.crossfit import CrossFitting, content_key, cross_fit
 from pipeline.params import configs, section
-from pipeline.store import label_indices, part_features, save_features
+from pipeline.store import label_indices, save_features
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,15 @@ class Cnn3dTraining:
     cnn3d_device: str = "auto"
 
 
-STAGE_CONFIGS = {"audio": (ReduceStage,), "visual": (ReduceStage, Cnn3dTraining)}
+STAGE_CONFIGS = {"audio": (ReduceStage, CrossFitting), "visual": (ReduceStage, CrossFitting, Cnn3dTraining)}
 STAGE_ONLY = {"workers"}   # settings that may differ between a run and ``predict``
 
 
 def stage_configs(modality: str, params: dict):
-    """(extractor config, ReduceStage, Cnn3dTraining or None) from the modality's params section."""
+    """(extractor config, ReduceStage, CrossFitting, Cnn3dTraining or None) from the params section."""
     config_cls, _ = media_extractor(modality)
     built = configs(modality, params, config_cls, *STAGE_CONFIGS[modality])
-    return built[0], built[1], (built[2] if len(built) > 2 else None)
+    return built[0], built[1], built[2], (built[3] if len(built) > 3 else None)
 
 
 def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True):
@@ -77,6 +78,11 @@ def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: Red
     return Reducer(stage.reduction, stage.dim, stage.seed).fit(raw[fit_rows], y[fit_rows]), {}
 
 
+def fitted_on_labels(config, stage: ReduceStage) -> bool:
+    """Parts that learn from labels are cross-fitted; PCA (unsupervised) is not."""
+    return getattr(config, "backbone", None) == "cnn3d" or stage.reduction == "kbest"
+
+
 def run(modality: str, manifest_path, out, model_path, cache_root, params_path, workers=None):
     params = section(modality, params_path)
     stage_configs(modality, params)   # a typo fails here, before any work
@@ -87,7 +93,7 @@ def run(modality: str, manifest_path, out, model_path, cache_root, params_path, 
 def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root,
           workers=None, progress=True):
     """Extract every clip (cached), fit the part on the labelled training clips, write features and part."""
-    config, stage, cnn3d = stage_configs(modality, params)
+    config, stage, crossfit, cnn3d = stage_configs(modality, params)
     check_writable(out, model_path, Path(cache_root) / modality)
     raw, present, reasons, infos, counts = extract_raw(modality, manifest, config, cache_root,
                                                        workers if workers is not None else stage.workers, progress)
@@ -100,13 +106,19 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
     if not fit_rows.any():
         raise PipelineError(f"{out}: no labelled training clip gave {modality} features "
                             f"({dict(Counter(map(str, reasons[train])))})")
-    part, part_extra = fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage, cnn3d)
+    fit = lambda mask: fit_part(modality, raw, y, mask, valid_rows, classes, config, stage, cnn3d)  # noqa: E731
+    part, part_extra = fit(fit_rows)
     save_part(part, model_path)
     write_record(model_path, modality, params, extra={"extractor": asdict(config), "classes": classes, **part_extra})
-    matrix = part_features(part, raw, present)
+    folds = crossfit.folds if fitted_on_labels(config, stage) else 0
+    reduced = cross_fit(lambda mask: fit(mask)[0], lambda p, mask: p.transform(raw[mask]), part.transform(raw),
+                        manifest["dialogue_id"].to_numpy()[rows], train[rows], fit_rows, valid[rows], folds, stage.seed,
+                        Path(cache_root) / f"{modality}_folds", content_key(params, classes, raw, y))
+    matrix = np.zeros((len(present), part.out_dim), np.float32)
+    matrix[present] = reduced.features
     extra = {"computed": counts["computed"], "cached": counts["cached"], "raw_dim": int(raw.shape[1]),
              "dim": int(matrix.shape[1]), "missing": dict(Counter(str(r) for r in reasons if r)),
-             "repaired_cache_entries": counts["repaired"]}
+             "repaired_cache_entries": counts["repaired"], "crossfit": reduced.info}
     if modality == "visual":
         extra["frames"] = int(sum(i.get("frames", 0) for i in infos))
         extra["face_frames"] = int(sum(i.get("face_frames", 0) for i in infos))

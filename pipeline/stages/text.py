@@ -1,6 +1,8 @@
 """Text features: the Kim CNN trained on the training transcripts; its 100-d layer per utterance."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -9,6 +11,7 @@ from pipeline.artifacts import check_writable
 from pipeline.parts import save_part
 from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, require_training_split, training_parts
+from pipeline.crossfit import CrossFitting, content_key, cross_fit
 from pipeline.params import configs, section
 from pipeline.store import label_indices, part_features, save_features
 
@@ -19,30 +22,57 @@ def text_inputs(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     return texts, np.array([has_words(t) for t in texts], dtype=bool)
 
 
-def run(manifest_path, out, model_path, params_path):
+def run(manifest_path, out, model_path, params_path, cache_root):
     params = section("text", params_path)
-    configs("text", params, TextConfig)   # a typo fails here, before any work
+    configs("text", params, TextConfig, CrossFitting)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(manifest, classes, params, out, model_path)
+    return build(manifest, classes, params, out, model_path, cache_root)
 
 
-def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path):
-    """Train the CNN on the labelled training rows; write its part and every row's features."""
-    config = configs("text", params, TextConfig)
+def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root=None):
+    """Train the CNN on the labelled training rows (its part serves valid, test and ``predict``);
+    training rows get cross-fitted features; write the part and every row's features."""
+    config, crossfit = configs("text", params, TextConfig, CrossFitting)
     check_writable(out, model_path)
     require_training_split(manifest, out, classes)
     texts, present = text_inputs(manifest)
     train, valid = training_parts(manifest, config.seed)
     y = label_indices(manifest["label"], classes)
     fit_rows, check_rows = train & present & (y >= 0), valid & present & (y >= 0)
-    featurizer, info = train_text_cnn([texts[i] for i in np.flatnonzero(fit_rows)], y[fit_rows],
-                                      [texts[i] for i in np.flatnonzero(check_rows)], y[check_rows],
-                                      classes, config)
+    pick = lambda mask: [texts[i] for i in np.flatnonzero(mask)]  # noqa: E731
+
+    def fit(mask):
+        return train_text_cnn(pick(mask), y[mask], pick(check_rows), y[check_rows], classes, config)
+
+    featurizer, info = fit(fit_rows)
     save_part(featurizer, model_path)
     write_record(model_path, "text", params, extra={"classes": classes, **info})
-    matrix = part_features(featurizer, [texts[i] for i in np.flatnonzero(present)], present)
+    full = part_features(featurizer, pick(present), present)
+    folds = cross_fit(lambda mask: fit(mask)[0], lambda part, mask: part.transform(pick(mask)), full,
+                      manifest["dialogue_id"], train & present, fit_rows, valid & present, crossfit.folds, config.seed,
+                      cache_dir=Path(cache_root) / "text_folds" if cache_root else None,
+                      cache_key=content_key(params, classes, texts, y))
+    matrix = folds.features
+    leak = head_accuracy(featurizer, folds, pick, y, fit_rows, check_rows)
     save_features(out, manifest["utterance_id"], matrix, present, np.where(present, "", "empty_text"), "text", params,
                   extra={"vocab_size": info["vocab_size"], "vectors_coverage": info["vectors_coverage"],
-                         "epochs_run": len(info["history"])})
+                         "epochs_run": len(info["history"]), "crossfit": folds.info, "head_accuracy": leak})
+    if leak:
+        print(f"text: the CNN's own accuracy on training rows {leak['train_in_fold']:.1f} (it saw them), "
+              f"out of fold {leak.get('train_out_of_fold', float('nan')):.1f}, valid {leak['valid']:.1f}")
     print(f"text: {int(present.sum())}/{len(present)} utterances with words, {matrix.shape[1]}-d -> {out}")
     return matrix, present
+
+
+def head_accuracy(full, folds, pick, y, fit_rows, check_rows) -> dict:
+    """The classifier's own accuracy (%) on training rows it saw, on them out of fold, and on valid:
+    the gap between the first two is what cross-fitting keeps out of the training features."""
+    def acc(part, mask):
+        return float((part.predict_proba(pick(mask)).argmax(1) == y[mask]).mean() * 100) if mask.any() else float("nan")
+
+    out = {"train_in_fold": acc(full, fit_rows), "valid": acc(full, check_rows)}
+    if folds.parts:
+        hits = sum(acc(part, fit_rows & (folds.source == k)) / 100 * (fit_rows & (folds.source == k)).sum()
+                   for k, part in enumerate(folds.parts))
+        out["train_out_of_fold"] = float(hits / fit_rows.sum() * 100)
+    return {k: round(v, 2) for k, v in out.items()}

@@ -1,0 +1,92 @@
+"""Results a researcher can trust (issue 9): out-of-fold features for training rows, selection
+that never reads test, and the selection options."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.dimmn import ModelConfig
+from model.train import TrainConfig, train
+from pipeline.crossfit import cross_fit
+from pipeline.stages import text
+from test_model import make_store
+
+SMALL = ModelConfig(d=16, K=3, L=2)
+
+
+class RowsPart:
+    """A stand-in part that remembers which rows it was fitted on."""
+
+    def __init__(self, mask):
+        self.rows = mask.copy()
+
+    def transform_rows(self, mask):
+        idx = np.flatnonzero(mask)
+        return np.stack([idx, self.rows[idx]], axis=1).astype(np.float32)
+
+
+def test_no_training_row_gets_a_feature_from_a_part_that_saw_its_label():
+    n = 60
+    dialogue = np.array([f"d{i // 5}" for i in range(n)])
+    train, valid = np.arange(n) < 40, (np.arange(n) >= 40) & (np.arange(n) < 50)
+    full_part = RowsPart(train)
+    full = full_part.transform_rows(np.ones(n, bool))
+    result = cross_fit(RowsPart, lambda part, mask: part.transform_rows(mask), full, dialogue, train, train, valid,
+                       k=4, seed=0)
+    assert set(result.source[train]) == {0, 1, 2, 3} and (result.source[~train] == -1).all()
+    for i in np.flatnonzero(train):
+        assert not result.parts[result.source[i]].rows[i]           # its fold's part never saw row i
+        assert len(set(dialogue[result.source == result.source[i]]) & set(dialogue[~(result.source == result.source[i])
+                                                                                    & train])) == 0
+    assert np.array_equal(result.features[~train], full[~train])      # valid and test: the full part's
+
+
+def test_the_text_stage_cross_fits_and_says_so(tmp_path):
+    texts = ["I love it", "great day", "so sad today", "I miss you", "I hate this", "ridiculous stuff",
+             "okay then", "fine sure"] * 6
+    labels = ["happy", "happy", "sad", "sad", "angry", "angry", "neutral", "neutral"] * 6
+    n = len(texts)
+    rows = pd.DataFrame({"utterance_id": [f"u{i}" for i in range(n)], "dialogue_id": [f"d{i // 4}" for i in range(n)],
+                         "split": ["train"] * 32 + ["valid"] * 8 + ["test"] * 8, "text": texts, "label": labels,
+                         "turn": [i % 4 for i in range(n)], "speaker": "A"})
+    params = {"embedding_dim": 16, "feature_maps": 8, "epochs": 8, "w2v_epochs": 2, "lr": 0.02, "folds": 4}
+    text.build(rows, ["neutral", "happy", "sad", "angry"], params, tmp_path / "text.npz", tmp_path / "cnn.pt",
+               tmp_path / "cache")
+    record = json.loads((tmp_path / "text.npz.meta.json").read_text())
+    assert record["crossfit"]["folds"] == 4 and len(record["crossfit"]["map_r2_on_valid"]) == 4
+    assert {"train_in_fold", "train_out_of_fold", "valid"} <= set(record["head_accuracy"])
+    assert len(list((tmp_path / "cache" / "text_folds").glob("*.pt"))) == 4   # cached: a re-run refits none
+
+
+def test_selection_never_reads_test():
+    store = make_store(n_dialogues=8)
+    other = {k: v.copy() for k, v in store.items()}
+    test = other["split"] == "test"
+    other["label"][test] = (other["label"][test] + 1) % 3
+    for m in ("text", "audio", "visual"):
+        other[m][test] = np.random.default_rng(1).normal(size=other[m][test].shape)
+    for cfg in (TrainConfig(epochs=4, seed=2), TrainConfig(epochs=3, seed=2, cv_folds=3, select_on="loss")):
+        _, h1, s1 = train(store, SMALL, cfg, progress=False)
+        _, h2, s2 = train(other, SMALL, cfg, progress=False)
+        assert json.dumps([h1, s1]) == json.dumps([h2, s2])   # NaN-aware: a refit has no valid columns
+
+
+def test_selection_by_loss_and_by_cross_validated_epochs():
+    store = make_store(n_dialogues=8)
+    _, history, summary = train(store, SMALL, TrainConfig(epochs=5, patience=5, select_on="loss"), progress=False)
+    best = min(history, key=lambda h: h["valid_loss"])
+    assert summary["selected_epoch"] == best["epoch"] and "valid loss" in summary["selection"]
+    _, history, summary = train(store, SMALL, TrainConfig(epochs=4, cv_folds=3), progress=False)
+    chosen = int(np.argmax(summary["cv_mean_curve"])) + 1
+    assert len(history) == chosen and "3-fold grouped CV" in summary["selection"]
+    assert summary["train_utterances"] == int(np.isin(store["split"], ("train", "valid")).sum())
+
+
+def test_unlabelled_utterances_stay_in_their_dialogue_as_context():
+    store = make_store(n_dialogues=6)
+    store["label"][1] = -1
+    _, _, summary = train(store, SMALL, TrainConfig(epochs=1), progress=False)
+    assert summary["train_utterances"] == int(((store["split"] == "train") & (store["label"] >= 0)).sum())
+    with pytest.raises(Exception, match="select_on must be wf1 or loss"):
+        train(store, SMALL, TrainConfig(epochs=1, select_on="acc"), progress=False)
