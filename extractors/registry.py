@@ -16,6 +16,7 @@ MEDIA_EXTRACTORS = {
 
 FITTED_PARTS = {
     "kim_cnn": "extractors.text:TextFeaturizer",
+    "sentence_encoder": "extractors.sentence:SentenceEncoder",
     "reducer": "extractors.reduce:Reducer",
     "cnn3d": "extractors.cnn3d:Cnn3dPart",
 }

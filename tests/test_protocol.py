@@ -90,3 +90,24 @@ def test_unlabelled_utterances_stay_in_their_dialogue_as_context():
     assert summary["train_utterances"] == int(((store["split"] == "train") & (store["label"] >= 0)).sum())
     with pytest.raises(Exception, match="select_on must be wf1 or loss"):
         train(store, SMALL, TrainConfig(epochs=1, select_on="acc"), progress=False)
+
+
+@pytest.mark.parametrize("finetune", [False, True])
+def test_the_sentence_transformer_backbone(tmp_path, finetune):
+    from pipeline.parts import load_part
+
+    texts = ["I love it", "great day", "so sad today", "I miss you", "I hate this", "ridiculous stuff",
+             "okay then", "fine sure"] * 3
+    labels = ["happy", "happy", "sad", "sad", "angry", "angry", "neutral", "neutral"] * 3
+    n = len(texts)
+    rows = pd.DataFrame({"utterance_id": [f"u{i}" for i in range(n)], "dialogue_id": [f"d{i // 4}" for i in range(n)],
+                         "split": ["train"] * 16 + ["valid"] * 4 + ["test"] * 4, "text": texts, "label": labels,
+                         "turn": [i % 4 for i in range(n)], "speaker": "A"})
+    params = {"backbone": "sentence_transformer", "finetune": finetune, "finetune_epochs": 1, "folds": 2}
+    matrix, present = text.build(rows, ["neutral", "happy", "sad", "angry"], params, tmp_path / "t.npz",
+                                 tmp_path / "t.pt", tmp_path / "cache")
+    assert matrix.shape == (n, 384) and present.all()
+    record = json.loads((tmp_path / "t.npz.meta.json").read_text())
+    assert record["crossfit"]["folds"] == (2 if finetune else 0)      # frozen learns no label: nothing to cross-fit
+    again = load_part(tmp_path / "t.pt").transform(texts[-4:])
+    assert np.allclose(again, matrix[-4:], atol=1e-5)                  # test rows: the saved part's own features

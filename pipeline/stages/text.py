@@ -1,16 +1,19 @@
 """Text features: the Kim CNN trained on the training transcripts; its 100-d layer per utterance."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from extractors.sentence import SentenceConfig, SentenceEncoder, finetune_encoder
 from extractors.text import TextConfig, has_words, train_text_cnn
 from pipeline.artifacts import check_writable
 from pipeline.parts import save_part
 from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, require_training_split, training_parts
+from pipeline.errors import ParamsError
 from pipeline.crossfit import CrossFitting, content_key, cross_fit
 from pipeline.params import configs, section
 from pipeline.store import label_indices, part_features, save_features
@@ -22,9 +25,17 @@ def text_inputs(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     return texts, np.array([has_words(t) for t in texts], dtype=bool)
 
 
+@dataclass(frozen=True)
+class TextBackbone:
+    backbone: str = "kim_cnn"     # kim_cnn (the paper's) | sentence_transformer
+
+
+CONFIGS = (TextBackbone, TextConfig, SentenceConfig, CrossFitting)
+
+
 def run(manifest_path, out, model_path, params_path, cache_root):
     params = section("text", params_path)
-    configs("text", params, TextConfig, CrossFitting)   # a typo fails here, before any work
+    configs("text", params, *CONFIGS)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
     return build(manifest, classes, params, out, model_path, cache_root)
 
@@ -32,7 +43,9 @@ def run(manifest_path, out, model_path, params_path, cache_root):
 def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root=None):
     """Train the CNN on the labelled training rows (its part serves valid, test and ``predict``);
     training rows get cross-fitted features; write the part and every row's features."""
-    config, crossfit = configs("text", params, TextConfig, CrossFitting)
+    backbone, config, sentence, crossfit = configs("text", params, *CONFIGS)
+    if backbone.backbone not in ("kim_cnn", "sentence_transformer"):
+        raise ParamsError(f"text.backbone must be kim_cnn or sentence_transformer, not {backbone.backbone!r}")
     check_writable(out, model_path)
     require_training_split(manifest, out, classes)
     texts, present = text_inputs(manifest)
@@ -42,21 +55,29 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     pick = lambda mask: [texts[i] for i in np.flatnonzero(mask)]  # noqa: E731
 
     def fit(mask):
-        return train_text_cnn(pick(mask), y[mask], pick(check_rows), y[check_rows], classes, config)
+        if backbone.backbone == "kim_cnn":
+            return train_text_cnn(pick(mask), y[mask], pick(check_rows), y[check_rows], classes, config)
+        if sentence.finetune:
+            return finetune_encoder(pick(mask), y[mask], pick(check_rows), y[check_rows], classes, sentence,
+                                    config.seed, config.device)
+        return SentenceEncoder(sentence, classes, device=config.device), {}   # frozen: learns nothing
 
     featurizer, info = fit(fit_rows)
+    learns = backbone.backbone == "kim_cnn" or sentence.finetune
     save_part(featurizer, model_path)
     write_record(model_path, "text", params, extra={"classes": classes, **info})
     full = part_features(featurizer, pick(present), present)
     folds = cross_fit(lambda mask: fit(mask)[0], lambda part, mask: part.transform(pick(mask)), full,
-                      manifest["dialogue_id"], train & present, fit_rows, valid & present, crossfit.folds, config.seed,
+                      manifest["dialogue_id"], train & present, fit_rows, valid & present,
+                      crossfit.folds if learns else 0, config.seed,
                       cache_dir=Path(cache_root) / "text_folds" if cache_root else None,
                       cache_key=content_key(params, classes, texts, y))
     matrix = folds.features
-    leak = head_accuracy(featurizer, folds, pick, y, fit_rows, check_rows)
+    leak = head_accuracy(featurizer, folds, pick, y, fit_rows, check_rows) if learns else {}
     save_features(out, manifest["utterance_id"], matrix, present, np.where(present, "", "empty_text"), "text", params,
-                  extra={"vocab_size": info["vocab_size"], "vectors_coverage": info["vectors_coverage"],
-                         "epochs_run": len(info["history"]), "crossfit": folds.info, "head_accuracy": leak})
+                  extra={"backbone": backbone.backbone, "vocab_size": info.get("vocab_size"),
+                         "vectors_coverage": info.get("vectors_coverage"), "epochs_run": len(info.get("history", [])),
+                         "crossfit": folds.info, "head_accuracy": leak})
     if leak:
         print(f"text: the CNN's own accuracy on training rows {leak['train_in_fold']:.1f} (it saw them), "
               f"out of fold {leak.get('train_out_of_fold', float('nan')):.1f}, valid {leak['valid']:.1f}")

