@@ -90,3 +90,53 @@ def text_cnn_features(frame, classes, config):
     pred = featurizer.predict_proba(pick("test")).argmax(1)
     metrics = classification_metrics(y[part["test"]], pred, classes)
     return featurizer.transform(texts), y, metrics, info
+
+
+# The text benchmarks' backbones: the paper's Kim CNN (GloVe 50-d, cross-fitted) and a frozen
+# sentence encoder (all-MiniLM-L6-v2, bundled): both through the pipeline's own text stage.
+TEXT_BACKBONES = {
+    "kim_cnn": {"backbone": "kim_cnn", "vectors": "glove-6b-50d", "embedding_dim": 50, "epochs": 30, "patience": 5,
+                "lr": 0.001, "folds": 5},
+    "sentence_transformer": {"backbone": "sentence_transformer", "finetune": False},
+}
+CONTEXT_VARIANTS = {
+    "dimmn": {"modalities": ["text"], "window": "all"},
+    "bclstm": {"modalities": ["text"], "mode": "bclstm"},
+    "utterance": {"modalities": ["text"], "mode": "utterance"},
+}
+TEXT_TRAIN = {"epochs": 60, "patience": 10, "weight_decay": 1e-4, "batch_size": 8}
+
+
+def text_store(frame, classes, params: dict, workdir) -> tuple[dict, dict]:
+    """The pipeline's text stage on a transcript table: a text-only store and the stage's record."""
+    import json
+
+    from pipeline.stages import text
+    from pipeline.store import label_indices
+
+    workdir = Path(workdir)
+    frame = frame.reset_index(drop=True).assign(utterance_id=[f"{d}_{t}" for d, t in zip(frame["dialogue_id"], frame["turn"])])
+    matrix, present = text.build(frame, classes, params, workdir / "text.npz", workdir / "text.pt", workdir / "cache")
+    store = {"utterance_id": frame["utterance_id"].to_numpy().astype(str),
+             "dialogue_id": frame["dialogue_id"].to_numpy().astype(str), "turn": frame["turn"].to_numpy(),
+             "speaker": frame["speaker"].to_numpy().astype(str), "split": frame["split"].to_numpy().astype(str),
+             "label": label_indices(frame["label"], classes), "classes": np.array(classes),
+             "text": matrix, "text_present": present}
+    return store, json.loads((workdir / "text.npz.meta.json").read_text())
+
+
+def text_bench(frame, classes, seeds: int, variants=None, train_params=None, log=print) -> dict:
+    """{backbone: {model: summary}} plus {"features": {backbone: how the features were made}}."""
+    import tempfile
+
+    out, features = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone, params in TEXT_BACKBONES.items():
+            start = time.time()
+            store, record = text_store(frame, classes, params, Path(tmp) / backbone)
+            features[backbone] = {"dim": int(store["text"].shape[1]), "crossfit": record["crossfit"],
+                                  "head_accuracy": record["head_accuracy"], "seconds": round(time.time() - start, 1)}
+            log(f"{backbone}: features {features[backbone]}")
+            out[backbone] = compare(store, variants or CONTEXT_VARIANTS, train_params or TEXT_TRAIN, seeds, log)
+            print_table(out[backbone])
+    return {**out, "features": features}

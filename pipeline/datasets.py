@@ -145,7 +145,40 @@ def read_iemocap(root, label_map: str = "6", split: str = "sessions", split_file
     return manifest
 
 
-READERS = {"demo": read_demo, "generic": read_generic_root, "meld": read_meld, "iemocap": read_iemocap}
+def read_subtitles(root, labels: str | None = None, split: str = "test") -> pd.DataFrame:
+    """A folder of recordings, each video with an ``.srt`` or ``.vtt`` of the same name beside it:
+    one conversation per video, one utterance per cue (``pipeline.subtitles``). ``labels``: an
+    optional CSV of utterance_id, label (and split) for the cues (ids are ``<video>_<cue index>``);
+    without it the utterances have no label and the split ``split``."""
+    from pipeline.subtitles import VIDEO_SUFFIXES, conversation, subtitle_for
+
+    root = Path(root)
+    table = {}
+    if labels:
+        frame = read_csv_any_encoding(labels)
+        if not {"utterance_id", "label"} <= set(frame.columns):
+            raise ManifestError(f"{labels}: needs the columns utterance_id and label (and optionally split)")
+        table = {u: (lab, frame["split"][i] if "split" in frame.columns else None)
+                 for i, (u, lab) in enumerate(zip(frame["utterance_id"], frame["label"]))}
+    parts, skipped = [], []
+    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    for video in videos:
+        subtitles = subtitle_for(video)
+        if subtitles is None:
+            skipped.append(f"{video.name}: no .srt or .vtt beside it")
+            continue
+        frame, counts = conversation(video, subtitles, split, table)
+        parts.append(frame)
+        skipped += [f"{subtitles.name}: {n} {what.replace('_', ' ')}" for what, n in counts.items()]
+    if not parts:
+        raise ManifestError(f"{root}: no video with subtitles beside it ({len(videos)} videos)")
+    manifest = _manifest_from_rows(pd.concat(parts).to_dict("records"), root, "subtitles",
+                                   sorted(set(pd.concat(parts)["label"]) - {""}), skipped)
+    return manifest
+
+
+READERS = {"demo": read_demo, "generic": read_generic_root, "meld": read_meld, "iemocap": read_iemocap,
+           "subtitles": read_subtitles}
 
 
 def read_dataset(fmt: str, root, **options) -> pd.DataFrame:

@@ -31,7 +31,7 @@ class ExchangeError(PipelineError):
     """A file that cannot be imported, naming it and the problem."""
 
 
-def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=None) -> list[Path]:
+def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=None, layout: str = "auto") -> list[Path]:
     out_dir = Path(out_dir)
     written = []
     if "sentence" not in store:
@@ -48,27 +48,82 @@ def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=
             blocks.append(pd.DataFrame(store[m], columns=[f"{m}_{j}" for j in range(store[m].shape[1])]))
         table = pd.concat(blocks, axis=1)
         written.append(atomic_write(out_dir / "features.csv", lambda handle: table.to_csv(handle, index=False)))
+    layout_info = None
     if "pickle" in formats:
-        every = np.ones(len(store["label"]), bool)
-        dialogues = {str(store["dialogue_id"][rows[0]]): rows for rows in dialogues_of(store, every)}
-        layout = {name: {} for name in PICKLE_FIELDS[:7]}
-        for d, rows in dialogues.items():
-            layout["videoIDs"][d] = [str(store["utterance_id"][i]) for i in rows]
-            layout["videoSpeakers"][d] = [str(store["speaker"][i]) for i in rows]
-            layout["videoLabels"][d] = [int(store["label"][i]) for i in rows]
-            layout["videoSentence"][d] = [str(store["sentence"][i]) for i in rows]
-            for m, name in PICKLE_MODALITY.items():
-                if m in store:
-                    layout[name][d] = [store[m][i] * store[f"{m}_present"][i] for i in rows]
-        split = {d: str(store["split"][rows[0]]) for d, rows in dialogues.items()}
-        train = [d for d, s in split.items() if s in ("train", "valid")]  # the layout has no valid split
-        test = [d for d, s in split.items() if s == "test"]
-        data = tuple(layout[f] for f in PICKLE_FIELDS[:7]) + (train, test)
+        data, layout_info = conv_emotion_tuple(store, layout)
         written.append(atomic_write(out_dir / "features.pkl", lambda handle: pickle.dump(data, handle, protocol=4)))
     for path in written:
-        write_record(path, "export", {"formats": list(formats)}, inputs=[source] if source else [],
-                     extra={"classes": [str(c) for c in store["classes"]]})
+        extra = {"classes": [str(c) for c in store["classes"]]}
+        if path.suffix == ".pkl":
+            extra["pickle_layout"] = layout_info
+        write_record(path, "export", {"formats": list(formats), "layout": layout}, inputs=[source] if source else [],
+                     extra=extra)
     return written
+
+
+# conv-emotion's loaders (DialogueRNN/dataloader.py): IEMOCAPDataset reads the 9-tuple below,
+# speakers as 'M' (party 0) or anything else (party 1), labels hap, sad, neu, ang, exc, fru;
+# MELDDataset reads (videoIDs, videoSpeakers as one-hot vectors, labels, videoText, videoAudio,
+# videoSentence, trainVid, testVid, labels-it-trains-on) and has no visual field.
+IEMOCAP_ORDER = ("happy", "sad", "neutral", "angry", "excited", "frustrated")
+MELD_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "videoSentence")
+
+
+def choose_layout(store: dict, layout: str) -> str:
+    if layout in ("iemocap", "meld"):
+        return layout
+    if layout != "auto":
+        raise ExchangeError(f"export: unknown pickle layout {layout!r}; known: auto, iemocap, meld")
+    from pipeline.datasets import MELD_EMOTIONS, MELD_SENTIMENTS
+
+    classes = [str(c) for c in store["classes"]]
+    return "meld" if classes in (MELD_EMOTIONS, MELD_SENTIMENTS) else "iemocap"
+
+
+def conv_emotion_tuple(store: dict, layout: str = "auto") -> tuple[tuple, dict]:
+    """The store as the tuple conv-emotion's loader for ``layout`` unpacks, and what was done
+    to fit it (the record says so): speaker codes, label order, the split."""
+    layout = choose_layout(store, layout)
+    classes = [str(c) for c in store["classes"]]
+    remap = list(range(len(classes)))
+    label_order = classes
+    if layout == "iemocap" and sorted(classes) == sorted(IEMOCAP_ORDER):
+        remap, label_order = [IEMOCAP_ORDER.index(c) for c in classes], list(IEMOCAP_ORDER)
+    every = np.ones(len(store["label"]), bool)
+    groups = {str(store["dialogue_id"][rows[0]]): rows for rows in dialogues_of(store, every)}
+    widest = max(len(dict.fromkeys(store["speaker"][rows])) for rows in groups.values())
+    fields = {name: {} for name in PICKLE_FIELDS[:7]}
+    collapsed = 0
+    for d, rows in groups.items():
+        order = list(dict.fromkeys(str(store["speaker"][i]) for i in rows))   # by first appearance
+        fields["videoIDs"][d] = [str(store["utterance_id"][i]) for i in rows]
+        fields["videoLabels"][d] = [remap[int(store["label"][i])] if store["label"][i] >= 0 else -1 for i in rows]
+        fields["videoSentence"][d] = [str(store["sentence"][i]) for i in rows]
+        if layout == "iemocap":
+            native = set(order) <= {"M", "F"}
+            fields["videoSpeakers"][d] = [s if native else ("M" if order.index(s) == 0 else "F")
+                                          for s in map(str, store["speaker"][rows])]
+            collapsed += len(order) > 2
+        else:
+            fields["videoSpeakers"][d] = [np.eye(widest, dtype=np.float32)[order.index(str(store["speaker"][i]))].tolist()
+                                          for i in rows]
+        for m, name in PICKLE_MODALITY.items():
+            if m in store:
+                fields[name][d] = [store[m][i] * store[f"{m}_present"][i] for i in rows]
+    split = {d: str(store["split"][rows[0]]) for d, rows in groups.items()}
+    train = [d for d, s in split.items() if s in ("train", "valid")]  # the layouts have no valid split
+    test = [d for d, s in split.items() if s == "test"]
+    info = {"layout": layout, "label_order": label_order, "train": "train + valid dialogues", "test": "test dialogues"}
+    if layout == "iemocap":
+        data = tuple(fields[f] for f in PICKLE_FIELDS[:7]) + (train, test)
+        info["speakers"] = "M/F as recorded" if all(set(v) <= {"M", "F"} for v in fields["videoSpeakers"].values()) \
+            else "first speaker of each dialogue 'M' (party 0), the others 'F' (party 1)"
+        info["dialogues_with_more_than_two_speakers"] = collapsed
+    else:
+        data = tuple(fields[f] for f in MELD_FIELDS) + (train, test, fields["videoLabels"])
+        info["speakers"] = f"one-hot vectors of {widest}, by order of first appearance in the dialogue"
+        info["fields"] = list(MELD_FIELDS) + ["trainVid", "testVid", "videoLabels (read as labels by MELDDataset)"]
+    return data, info
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -107,12 +162,17 @@ def read_pickle_safely(path):
 
 
 def import_pickle(path, classes=None) -> dict:
-    """A conv-emotion layout pickle (9-tuple) into a store. Its dialogues are train or test."""
+    """A conv-emotion layout pickle (IEMOCAP's or MELD's 9-tuple) into a store. Its dialogues are
+    train or test; one-hot speakers become their index."""
     loaded = read_pickle_safely(path)
     if not isinstance(loaded, (tuple, list)) or len(loaded) < 9:
         raise ExchangeError(f"{path}: expected the conv-emotion 9-tuple {PICKLE_FIELDS}, "
                             f"got {type(loaded).__name__} of length {len(loaded) if hasattr(loaded, '__len__') else '?'}")
-    fields = dict(zip(PICKLE_FIELDS, loaded[:9]))
+    if isinstance(loaded[6], (list, tuple, set)):   # MELD's layout: trainVid where IEMOCAP's has videoSentence
+        fields = dict(zip(MELD_FIELDS, loaded[:6]), trainVid=loaded[6], testVid=loaded[7], videoLabels=loaded[8],
+                      videoVisual={})
+    else:
+        fields = dict(zip(PICKLE_FIELDS, loaded[:9]))
     test = set(fields["testVid"])
     rows = {k: [] for k in ("utterance_id", "dialogue_id", "turn", "speaker", "split", "sentence", "label")}
     mats = {m: [] for m in MODALITIES}
@@ -199,15 +259,17 @@ FORMATS = ("npz", "csv", "pickle")
 @dataclass(frozen=True)
 class ExportConfig:
     formats: tuple = FORMATS
+    layout: str = "auto"     # the pickle: iemocap | meld | auto (meld for MELD's label sets)
 
 
-def run_export(store_path, out, params_path, formats=None):
-    formats = formats or configs("export", section("export", params_path), ExportConfig).formats
+def run_export(store_path, out, params_path, formats=None, layout=None):
+    config = configs("export", section("export", params_path), ExportConfig)
+    formats, layout = formats or config.formats, layout or config.layout
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExchangeError(f"export: unknown format(s) {unknown}; known: {list(FORMATS)}")
     check_writable(out)
-    written = export_store(load_store(store_path), out, formats, source=store_path)
+    written = export_store(load_store(store_path), out, formats, source=store_path, layout=layout)
     for path in written:
         print(f"export: {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return written

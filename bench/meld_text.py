@@ -1,0 +1,23 @@
+"""MELD transcripts (real, its train/dev/test split, 7 emotions, multi-party): the pipeline's own
+text stage (the paper's Kim CNN, cross-fitted; and a frozen all-MiniLM-L6-v2), then DIMMN against
+the bc-LSTM-like and utterance-level baselines in the same run, several seeds; early stopping on
+MELD's dev split, nothing chosen on test.
+
+    python bench/meld_text.py --data ../shared/data/meld_text --seeds 5
+
+Published (text): DialogueRNN 57.03 weighted F1; the DIMMN paper's trimodal 58.6.
+The last line is one JSON object, as bench/iemocap_text.py's.
+"""
+import argparse
+from pathlib import Path
+
+from common import last_line, read_meld_text, text_bench
+
+from pipeline.datasets import MELD_EMOTIONS
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "meld_text"))
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    last_line(text_bench(read_meld_text(args.data), MELD_EMOTIONS, args.seeds))

@@ -1,0 +1,127 @@
+"""One self-contained HTML page about a run: nothing loads from another host (images are inline
+PNGs, styles inline, no script), so it opens from disk with the network off.
+
+``build_page`` takes sections of HTML; the helpers here make each kind: tables, inline images,
+matplotlib figures, and the dialogue browser with what the model attended to.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;background:#f6f7f9}
+main{max-width:1180px;margin:0 auto;padding:24px}
+h1{font-size:24px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 10px;border-bottom:2px solid #dfe3ea;padding-bottom:4px}
+.sub{color:#5b6474;margin:0 0 16px} .card{background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:14px 16px;margin:10px 0}
+table{border-collapse:collapse;font-size:13px} th,td{padding:4px 10px;border-bottom:1px solid #eceff4;text-align:left;vertical-align:top}
+th{background:#f0f2f6;font-weight:600} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.kpi{display:inline-block;margin:0 26px 6px 0} .kpi b{display:block;font-size:26px}
+.grid{display:flex;flex-wrap:wrap;gap:14px} .grid img{max-width:540px;width:100%;border:1px solid #eceff4;border-radius:6px}
+details{background:#fff;border:1px solid #dfe3ea;border-radius:8px;margin:8px 0;padding:6px 12px}
+summary{cursor:pointer;font-weight:600;padding:4px 0}
+.ok{color:#17803d;font-weight:600} .bad{color:#b42318;font-weight:600}
+.bar{display:inline-block;height:10px;background:#3b6fd8;border-radius:2px;vertical-align:middle}
+.barbg{display:inline-block;width:60px;height:10px;background:#e6ebf5;border-radius:2px;vertical-align:middle;margin-right:4px}
+.heat{display:inline-block;width:14px;height:14px;margin-right:1px;border:1px solid #e3e7ee;vertical-align:middle}
+.self{outline:2px solid #1d2433} .muted{color:#8a93a3} code{background:#f0f2f6;padding:1px 4px;border-radius:3px}
+"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def table(rows: list[dict], columns=None, numeric=()) -> str:
+    if not rows:
+        return '<p class="muted">none</p>'
+    columns = columns or list(rows[0])
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f'<td class="{"n" if c in numeric else ""}">{cell(r.get(c, ""))}</td>'
+                                    for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return value if isinstance(value, str) and value.startswith("<") else esc(value)
+
+
+def image(data: bytes, alt: str) -> str:
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def figure(fig, alt: str) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return image(buffer.getvalue(), alt)
+
+
+def bar(weight: float) -> str:
+    """A weight in [0, 1] as a small horizontal bar with its value."""
+    return (f'<span class="barbg"><span class="bar" style="width:{60 * max(0.0, min(1.0, weight)):.0f}px"></span>'
+            f'</span>{weight:.2f}')
+
+
+def heat_strip(weights: np.ndarray, me: int, labels: list[str]) -> str:
+    """One cell per utterance of the dialogue, darker where the memory read more; outlined: itself."""
+    cells = []
+    for j, w in enumerate(weights):
+        shade = int(255 - 200 * min(1.0, float(w)))
+        cls = "heat self" if j == me else "heat"
+        cells.append(f'<span class="{cls}" title="turn {j} ({esc(labels[j])}): {w:.2f}" '
+                     f'style="background:rgb({shade},{shade + int((255 - shade) * 0.3)},255)"></span>')
+    return "".join(cells)
+
+
+def dialogue_browser(explained: list[dict], store: dict, classes: list[str], limit: int | None = None) -> str:
+    """Each dialogue as a timeline: turn, speaker, text, true and predicted emotion, the multiview
+    attention of the last level (each view's two modality weights) and the memory attention."""
+    blocks = []
+    for item in explained[:limit]:
+        rows, probs = item["rows"], item["probs"]
+        names = [str(store["speaker"][r]) for r in rows]
+        lines = []
+        for t, r in enumerate(rows):
+            truth = int(store["label"][r])
+            pred = int(probs[t].argmax())
+            mark = "" if truth < 0 else ('<span class="ok">✓</span>' if truth == pred else '<span class="bad">✗</span>')
+            line = {"turn": t, "speaker": names[t], "text": str(store.get("sentence", [""] * (r + 1))[r]),
+                    "true": classes[truth] if truth >= 0 else "–",
+                    "predicted": f"{esc(classes[pred])} {probs[t, pred]:.2f} {mark}"}
+            if item["views"] is not None:
+                last = item["views"][t, -1]
+                line["multiview attention (last level)"] = "<br>".join(
+                    f"{esc(a)} {bar(float(last[g, 0]))} · {esc(b)} {bar(float(last[g, 1]))}"
+                    for g, (a, b) in enumerate(item["view_pairs"]))
+            if item["memory"] is not None:
+                line["memory attention (hop 1)"] = heat_strip(item["memory"][0, t], t, names) \
+                    if item["memory"][0, t].sum() > 0 else '<span class="muted">no past to read</span>'
+            lines.append(line)
+        right = sum(1 for t, r in enumerate(rows) if store["label"][r] >= 0 and probs[t].argmax() == store["label"][r])
+        labelled = int((store["label"][rows] >= 0).sum())
+        score = f" · {right}/{labelled} right" if labelled else ""
+        blocks.append(f"<details><summary>{esc(store['dialogue_id'][rows[0]])} · {len(rows)} utterances{score}"
+                      f"</summary>{table(lines)}</details>")
+    return "".join(blocks)
+
+
+def build_page(title: str, subtitle: str, sections: list[tuple[str, str]]) -> str:
+    body = "".join(f"<h2>{esc(name)}</h2>{content}" for name, content in sections)
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
+            f'<body><main><h1>{esc(title)}</h1><p class="sub">{esc(subtitle)}</p>{body}</main></body></html>')
+
+
+def write_page(path, page: str) -> Path:
+    from pipeline.artifacts import atomic_write
+
+    return atomic_write(path, lambda handle: handle.write(page.encode("utf-8")))

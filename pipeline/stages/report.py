@@ -1,0 +1,123 @@
+"""``data/report/index.html``: the run on one offline page: params and lineage, data sizes,
+coverage with the missing clips named, training curves, test metrics and confusion matrices,
+and a dialogue browser with the model's multiview and memory attention."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.explain import explain
+from model.train import load_checkpoint, pick_device
+from pipeline.artifacts import RUN_FILES, check_writable, features_path
+from pipeline.lineage import read_record, record_path
+from pipeline.params import load_params
+from pipeline.report import build_page, dialogue_browser, esc, figure, image, table, write_page
+from pipeline.store import MODALITIES, load_store, read_npz
+
+STAGES = ("ingest", "text", "audio", "visual", "model", "train", "evaluate")
+
+
+def run_section(params: dict, store: dict, records: dict) -> str:
+    sizes = Counter(str(s) for s in store["split"])
+    dialogues = {s: len(set(store["dialogue_id"][store["split"] == s])) for s in sizes}
+    size_rows = [{"split": s, "utterances": sizes[s], "dialogues": dialogues[s]} for s in ("train", "valid", "test")
+                 if s in sizes]
+    param_rows = [{"section": name, "settings": ", ".join(f"{k}={v}" for k, v in params[name].items())}
+                  for name in STAGES if params.get(name)]
+    lineage = [{"artifact": name, "stage": rec.get("stage", ""),
+                "inputs": "<br>".join(f"<code>{esc(p)}</code> {esc(h[:12])}" for p, h in rec.get("inputs", {}).items())
+                or '<span class="muted">–</span>'} for name, rec in records.items()]
+    return (f'<div class="card">{table(size_rows, numeric=("utterances", "dialogues"))}</div>'
+            f'<div class="card">{table(param_rows)}</div><div class="card">{table(lineage)}</div>')
+
+
+def coverage_section(store: dict, features_dir) -> str:
+    rows, missing = [], []
+    for m in MODALITIES:
+        if f"{m}_present" not in store:
+            continue
+        present = store[f"{m}_present"]
+        reasons = Counter()
+        path = features_path(features_dir, m)
+        if path.is_file():
+            feats = read_npz(path)
+            for uid, ok, reason in zip(feats["utterance_id"], feats["present"], feats["missing_reason"]):
+                if not ok:
+                    reasons[str(reason)] += 1
+                    missing.append({"modality": m, "utterance": str(uid), "reason": str(reason)})
+        rows.append({"modality": m, "present": int(present.sum()), "missing": int((~present).sum()),
+                     "missing by reason": ", ".join(f"{k}: {v}" for k, v in reasons.items()) or "–"})
+    named = table(missing[:200]) + (f'<p class="muted">… and {len(missing) - 200} more</p>' if len(missing) > 200 else "")
+    return f'<div class="card">{table(rows, numeric=("present", "missing"))}</div>' \
+           f'<details><summary>Missing clips, named ({len(missing)})</summary>{named}</details>'
+
+
+def curves_section(history_path, summary: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = pd.read_csv(history_path)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    axes[0].plot(history["epoch"], history["loss"], label="train loss")
+    if "valid_loss" in history and history["valid_loss"].notna().any():
+        axes[0].plot(history["epoch"], history["valid_loss"], label="valid loss")
+    axes[1].plot(history["epoch"], history["valid_wf1"], label="valid weighted F1", color="#2f8f4e")
+    axes[1].plot(history["epoch"], history["train_acc"], label="train accuracy", color="#999", ls="--")
+    chosen = summary.get("selected_epoch")
+    for ax in axes:
+        if chosen is not None:
+            ax.axvline(chosen, color="#b42318", ls=":", label=f"selected epoch {chosen}")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return f'<div class="card">{figure(fig, "training curves")}<p>{esc(summary.get("selection", ""))}; ' \
+           f'{summary.get("epochs_run")} epochs on {esc(summary.get("device", ""))}</p></div>'
+
+
+def metrics_section(metrics: dict, eval_dir) -> str:
+    kpis = "".join(f'<span class="kpi">{name}<b>{metrics[key]:.1f}</b></span>'
+                   for name, key in (("accuracy", "acc"), ("weighted F1", "wf1")))
+    per_class = [{"class": c, "accuracy (recall)": m["acc"], "F1": m["f1"], "support": m["support"]}
+                 for c, m in metrics["per_class"].items()]
+    images = "".join(image((Path(eval_dir) / f"confusion_{n}.png").read_bytes(), f"confusion by {n}")
+                     for n in ("recall", "precision") if (Path(eval_dir) / f"confusion_{n}.png").is_file())
+    return (f'<div class="card">{kpis}<p class="muted">{metrics["support"]} {esc(metrics["split"])} utterances; '
+            f'one training seed (the benchmarks in bench/ report the spread over seeds)</p>'
+            f'{table(per_class, numeric=("accuracy (recall)", "F1", "support"))}</div><div class="grid">{images}</div>')
+
+
+def attention_section(checkpoint, store: dict, rows_mask, limit=None) -> str:
+    device = pick_device("auto")
+    model, blob = load_checkpoint(checkpoint, device)
+    explained = explain(model, store, rows_mask, device)
+    note = ("<p>Multiview attention: for each view, how much each of its two modalities weighed at the last "
+            "fusion level (each view's two weights sum to one). Memory attention (first hop): how much each "
+            "utterance of the dialogue was read; the outlined cell is the utterance itself.</p>")
+    return note + dialogue_browser(explained, store, list(blob["classes"]), limit)
+
+
+def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_dir, out, params_path):
+    check_writable(out)
+    store = load_store(store_path)
+    summary = json.loads(Path(summary_path).read_text())
+    metrics = json.loads((Path(eval_dir) / "metrics.json").read_text())
+    run_dir = Path(checkpoint).parent
+    records = {name: read_record(run_dir / name) for name in RUN_FILES.values() if record_path(run_dir / name).is_file()}
+    if record_path(store_path).is_file():
+        records[Path(store_path).name] = read_record(store_path)
+    split = metrics.get("split", "test")
+    sections = [("Run", run_section(load_params(params_path), store, records)),
+                ("Coverage", coverage_section(store, features_dir)),
+                ("Training", curves_section(history_path, summary)),
+                (f"Metrics on {split}", metrics_section(metrics, eval_dir)),
+                (f"Dialogues of {split}", attention_section(checkpoint, store, store["split"] == split))]
+    page = build_page("DIMMN run report", f"store {store_path} · model {checkpoint}", sections)
+    write_page(out, page)
+    print(f"report: {out} ({len(page) / 1e6:.2f} MB)")
+    return out

@@ -1,0 +1,105 @@
+"""A user's own recording as a conversation: a video plus its ``.srt`` or WebVTT subtitles.
+
+Each cue is one utterance, cut from the video by the cue's times. The speaker is the WebVTT
+voice tag (``<v Ann>``), else a ``NAME:`` prefix of the cue text, else ``unknown``. Problems:
+a broken timestamp or a cue that ends before it starts is an error naming the file and the cue
+(its line); an empty cue, or one that starts past the video's end, is skipped and counted;
+overlapping cues (people talk over each other) are kept and counted; a cue running past the
+end is cut at the end and counted. Parsing is webvtt-py's (SRT and WebVTT).
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.manifest import COLUMNS, ManifestError
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v")
+SUBTITLE_SUFFIXES = (".srt", ".vtt")
+TIMESTAMP = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
+CUE_TIMES = re.compile(rf"^\s*({TIMESTAMP})\s+-->\s+({TIMESTAMP})(\s.*)?$")
+NAME_PREFIX = re.compile(r"^\s*([A-Z][\w .'-]{0,30}?)\s*:\s+(.+)$", re.S)
+
+
+def seconds(stamp: str) -> float:
+    parts = stamp.replace(",", ".").split(":")
+    return sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
+
+
+def _check_timestamps(path: Path) -> list[int]:
+    """Line numbers of the cues, in order; a ``-->`` line that is not two timestamps is an error."""
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
+        if "-->" in line:
+            if not CUE_TIMES.match(line):
+                raise ManifestError(f"{path}: line {number}: broken cue timestamp {line.strip()!r}")
+            lines.append(number)
+    return lines
+
+
+def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]:
+    """The cues as dicts (start, end, speaker, text, line) and what was skipped or changed."""
+    import webvtt
+
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: subtitle file not found")
+    lines = _check_timestamps(path)
+    try:
+        captions = list(webvtt.from_srt(str(path)) if path.suffix.lower() == ".srt" else webvtt.read(str(path)))
+    except Exception as exc:  # webvtt-py raises its own types for malformed files
+        raise ManifestError(f"{path}: not a readable {path.suffix} file ({exc})") from exc
+    if len(captions) != len(lines):
+        raise ManifestError(f"{path}: {len(lines)} cue timestamps but {len(captions)} readable cues")
+    cues, counts, last_end = [], Counter(), 0.0
+    for caption, line in zip(captions, lines):
+        start, end = seconds(caption.start), seconds(caption.end)
+        if end <= start:
+            raise ManifestError(f"{path}: line {line}: cue ends ({caption.end}) before it starts ({caption.start})")
+        text = " ".join(caption.text.split())
+        speaker = getattr(caption, "voice", None)
+        if not speaker and (match := NAME_PREFIX.match(text)):
+            speaker, text = match.group(1), match.group(2)
+        if not text:
+            counts["empty"] += 1
+            continue
+        if duration and start >= duration:
+            counts["past_the_end"] += 1
+            continue
+        if duration and end > duration:
+            end, counts["cut_at_the_end"] = duration, counts["cut_at_the_end"] + 1
+        if start < last_end:
+            counts["overlapping"] += 1
+        last_end = max(last_end, end)
+        cues.append({"start": start, "end": end, "speaker": (speaker or "unknown").strip(), "text": text, "line": line})
+    if not cues:
+        raise ManifestError(f"{path}: no usable cue ({dict(counts)})")
+    return cues, counts
+
+
+def subtitle_for(video: Path) -> Path | None:
+    for suffix in SUBTITLE_SUFFIXES:
+        candidate = video.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def conversation(video, subtitles, split: str = "test", labels: dict | None = None) -> tuple[pd.DataFrame, Counter]:
+    """One video and its subtitles as manifest rows (dialogue = the video's name)."""
+    from extractors.media import probe
+
+    video = Path(video)
+    cues, counts = read_cues(subtitles, probe(video).duration)
+    stem = video.stem
+    rows = [{"dataset": "subtitles", "split": split, "dialogue_id": stem, "utterance_id": f"{stem}_{i:04d}",
+             "turn": i, "speaker": c["speaker"], "text": c["text"], "label": "", "media": str(video),
+             "start": round(c["start"], 3), "end": round(c["end"], 3)} for i, c in enumerate(cues)]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    if labels:
+        frame["label"] = frame["utterance_id"].map(lambda u: labels.get(u, ("", None))[0])
+        frame["split"] = frame["utterance_id"].map(lambda u: labels.get(u, ("", None))[1] or split)
+    return frame, counts
