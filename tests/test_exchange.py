@@ -31,11 +31,53 @@ def test_export_then_import_round_trip(tmp_path):
     assert read_record(tmp_path / "features.pkl")["classes"] == ["a", "b", "c"]
     back = import_pickle(tmp_path / "features.pkl", classes=["a", "b", "c"])
     order = [list(back["utterance_id"]).index(u) for u in store["utterance_id"]]
-    for key in ("text", "audio", "label", "speaker", "split", "sentence"):
+    for key in ("text", "audio", "label", "split", "sentence"):
         assert np.array_equal(back[key][order], store[key]), key
+    assert list(back["speaker"][order]) == ["M" if s == "A" else "F" for s in store["speaker"]]   # parties
     assert np.array_equal(back["audio_present"][order], store["audio_present"])
     table = pd.read_csv(tmp_path / "features.csv")
     assert len(table) == 7 and np.allclose(table[[f"text_{j}" for j in range(5)]].to_numpy(), store["text"], atol=1e-6)
+
+
+def _unpack_as_documented(path, layout):
+    """What conv-emotion's DialogueRNN/dataloader.py does with the pickle (its documented order)."""
+    loaded = pickle.loads(path.read_bytes())
+    if layout == "iemocap":
+        ids, speakers, labels, text, audio, visual, sentence, train, test = loaded
+        parties = {d: [[1, 0] if x == "M" else [0, 1] for x in speakers[d]] for d in train + test}
+    else:
+        ids, speakers, _, text, audio, sentence, train, test, labels = loaded
+        parties = {d: speakers[d] for d in train + test}
+    return parties, labels, text, train, test
+
+
+def test_the_iemocap_layout_reads_right_in_conv_emotions_loader(tmp_path):
+    store = _store()
+    store["classes"] = np.array(["neutral", "frustrated", "happy", "sad", "angry", "excited"])
+    store["label"] = np.array([0, 1, 2, 3, 4, 5, 0])
+    export_store(store, tmp_path, formats=("pickle",))
+    parties, labels, _, train, test = _unpack_as_documented(tmp_path / "features.pkl", "iemocap")
+    assert parties["d0"] == [[1, 0], [0, 1], [1, 0], [0, 1]]         # A and B are two parties, not one
+    order = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]   # hap, sad, neu, ang, exc, fru
+    assert labels["d0"] == [order.index(store["classes"][i]) for i in store["label"][:4]]
+    assert train == ["d0"] and test == ["d1"]
+    layout = read_record(tmp_path / "features.pkl")["pickle_layout"]
+    assert layout["layout"] == "iemocap" and layout["label_order"] == order
+
+
+def test_the_meld_layout_reads_right_in_conv_emotions_loader(tmp_path):
+    from pipeline.datasets import MELD_EMOTIONS
+
+    store = _store()
+    store["classes"] = np.array(MELD_EMOTIONS)
+    store["speaker"] = np.array(["Ross", "Rachel", "Joey", "Ross", "Monica", "Monica", "Chandler"])
+    export_store(store, tmp_path, formats=("pickle",))
+    parties, labels, text, train, test = _unpack_as_documented(tmp_path / "features.pkl", "meld")
+    assert parties["d0"] == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]]   # one-hot, by first appearance
+    assert labels["d0"] == list(store["label"][:4]) and len(text["d0"][0]) == 5
+    assert read_record(tmp_path / "features.pkl")["pickle_layout"]["layout"] == "meld"
+    back = import_pickle(tmp_path / "features.pkl", classes=MELD_EMOTIONS)
+    assert len(back["label"]) == 7 and "visual" not in back
 
 
 class Evil:
