@@ -24,6 +24,7 @@ PATHS = {
     "history": "data/train/history.csv",
     "summary": "data/train/summary.json",
     "eval": "data/eval",
+    "report": "data/report/index.html",
 }
 RUN_FILES = {"text": "text.pt", "audio": "audio.pt", "visual": "visual.pt", "model": "dimmn.pt"}
 

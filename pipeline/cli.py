@@ -115,14 +115,30 @@ def evaluate_cmd(p):
     return lambda a: stage("evaluate").run(a.store, a.checkpoint, a.out, a.params, a.split)
 
 
-@command("predict", "label a new conversation (clips + CSV) with a trained run, without retraining")
+@command("report", "one offline HTML page about the run: params, coverage, curves, metrics, attention")
+def report_cmd(p):
+    p.add_argument("--store", default=PATHS["store"])
+    p.add_argument("--checkpoint", default=f"{PATHS['models']}/{RUN_FILES['model']}")
+    p.add_argument("--eval", default=PATHS["eval"], help="evaluate's folder")
+    p.add_argument("--history", default=PATHS["history"])
+    p.add_argument("--summary", default=PATHS["summary"])
+    p.add_argument("--features", default=PATHS["features"])
+    p.add_argument("--out", default=PATHS["report"])
+    return lambda a: stage("report").run(a.store, a.checkpoint, a.eval, a.history, a.summary, a.features, a.out,
+                                         a.params)
+
+
+@command("predict", "label a new conversation (clips + CSV, or a video + subtitles) with a trained run")
 def predict_cmd(p):
     p.add_argument("--run", dest="run_dir", default=PATHS["models"], help="the trained run's folder")
-    p.add_argument("--clips", required=True, help="folder of the conversation's clips")
-    p.add_argument("--csv", required=True, help="turn, speaker, text, media (relative to --clips)")
-    p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--clips", help="folder of the conversation's clips (with --csv)")
+    p.add_argument("--csv", help="turn, speaker, text, media (relative to --clips)")
+    p.add_argument("--video", help="one recording (with --subtitles): each cue is an utterance")
+    p.add_argument("--subtitles", help="the recording's .srt or .vtt (speakers from <v Name> or NAME:)")
+    p.add_argument("--out", default="predictions.csv", help="the CSV; the HTML page is written beside it")
     p.add_argument("--cache", default=PATHS["cache"])
-    return lambda a: stage("predict").run(a.run_dir, a.clips, a.csv, a.out, a.params, a.cache)
+    return lambda a: stage("predict").run(a.run_dir, a.out, a.params, a.cache, clips=a.clips, csv=a.csv,
+                                          video=a.video, subtitles=a.subtitles)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,6 +54,10 @@ def cross_fit(fit, features, full: np.ndarray, dialogue_ids, oof_rows: np.ndarra
     if not valid_rows.any():
         raise PipelineError("cross-fitting maps fold features with the valid rows, and there are none: "
                             "give the data a valid split (ingest.holdout_share) or set folds: 0")
+    n = len(set(np.asarray(dialogue_ids)[oof_rows]))
+    if n < k:
+        raise PipelineError(f"cross-fitting with folds: {k} needs at least {k} training dialogues, there are {n}: "
+                            f"lower `folds` in this stage's params (0 turns cross-fitting off)")
     folds = group_folds(dialogue_ids, oof_rows, k, seed)
     r2, parts = [], []
     for fold in range(k):

@@ -109,7 +109,7 @@ def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True)
         raise ManifestError(f"{src}: line {_line(bad_split[0])}: unknown split "
                             f"{frame.loc[bad_split[0], 'split']!r}; expected one of {list(SPLITS)}")
     if labels is not None:
-        bad = frame.index[~frame["label"].isin(list(labels))]
+        bad = frame.index[~frame["label"].isin(list(labels)) & (frame["label"] != "")]   # "": unlabelled
         if len(bad):
             raise ManifestError(f"{src}: line {_line(bad[0])}: label {frame.loc[bad[0], 'label']!r} "
                                 f"is not in the label set {list(labels)}")

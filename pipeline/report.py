@@ -32,6 +32,10 @@ summary{cursor:pointer;font-weight:600;padding:4px 0}
 """
 
 
+class Html(str):
+    """Markup made here, put into a table cell as it is (everything else is escaped)."""
+
+
 def esc(value) -> str:
     return html.escape(str(value))
 
@@ -49,7 +53,7 @@ def table(rows: list[dict], columns=None, numeric=()) -> str:
 def cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
-    return value if isinstance(value, str) and value.startswith("<") else esc(value)
+    return value if isinstance(value, Html) else esc(value)
 
 
 def image(data: bytes, alt: str) -> str:
@@ -65,13 +69,13 @@ def figure(fig, alt: str) -> str:
     return image(buffer.getvalue(), alt)
 
 
-def bar(weight: float) -> str:
+def bar(weight: float) -> Html:
     """A weight in [0, 1] as a small horizontal bar with its value."""
-    return (f'<span class="barbg"><span class="bar" style="width:{60 * max(0.0, min(1.0, weight)):.0f}px"></span>'
+    return Html(f'<span class="barbg"><span class="bar" style="width:{60 * max(0.0, min(1.0, weight)):.0f}px"></span>'
             f'</span>{weight:.2f}')
 
 
-def heat_strip(weights: np.ndarray, me: int, labels: list[str]) -> str:
+def heat_strip(weights: np.ndarray, me: int, labels: list[str]) -> Html:
     """One cell per utterance of the dialogue, darker where the memory read more; outlined: itself."""
     cells = []
     for j, w in enumerate(weights):
@@ -79,14 +83,14 @@ def heat_strip(weights: np.ndarray, me: int, labels: list[str]) -> str:
         cls = "heat self" if j == me else "heat"
         cells.append(f'<span class="{cls}" title="turn {j} ({esc(labels[j])}): {w:.2f}" '
                      f'style="background:rgb({shade},{shade + int((255 - shade) * 0.3)},255)"></span>')
-    return "".join(cells)
+    return Html('<span style="white-space:nowrap">' + "".join(cells) + "</span>")
 
 
 def dialogue_browser(explained: list[dict], store: dict, classes: list[str], limit: int | None = None) -> str:
     """Each dialogue as a timeline: turn, speaker, text, true and predicted emotion, the multiview
     attention of the last level (each view's two modality weights) and the memory attention."""
     blocks = []
-    for item in explained[:limit]:
+    for k, item in enumerate(explained[:limit]):
         rows, probs = item["rows"], item["probs"]
         names = [str(store["speaker"][r]) for r in rows]
         lines = []
@@ -96,20 +100,20 @@ def dialogue_browser(explained: list[dict], store: dict, classes: list[str], lim
             mark = "" if truth < 0 else ('<span class="ok">✓</span>' if truth == pred else '<span class="bad">✗</span>')
             line = {"turn": t, "speaker": names[t], "text": str(store.get("sentence", [""] * (r + 1))[r]),
                     "true": classes[truth] if truth >= 0 else "–",
-                    "predicted": f"{esc(classes[pred])} {probs[t, pred]:.2f} {mark}"}
+                    "predicted": Html(f"{esc(classes[pred])} {probs[t, pred]:.2f} {mark}")}
             if item["views"] is not None:
                 last = item["views"][t, -1]
-                line["multiview attention (last level)"] = "<br>".join(
+                line["multiview attention (last level)"] = Html("<br>".join(
                     f"{esc(a)} {bar(float(last[g, 0]))} · {esc(b)} {bar(float(last[g, 1]))}"
-                    for g, (a, b) in enumerate(item["view_pairs"]))
+                    for g, (a, b) in enumerate(item["view_pairs"])))
             if item["memory"] is not None:
                 line["memory attention (hop 1)"] = heat_strip(item["memory"][0, t], t, names) \
-                    if item["memory"][0, t].sum() > 0 else '<span class="muted">no past to read</span>'
+                    if item["memory"][0, t].sum() > 0 else Html('<span class="muted">no past to read</span>')
             lines.append(line)
         right = sum(1 for t, r in enumerate(rows) if store["label"][r] >= 0 and probs[t].argmax() == store["label"][r])
         labelled = int((store["label"][rows] >= 0).sum())
         score = f" · {right}/{labelled} right" if labelled else ""
-        blocks.append(f"<details><summary>{esc(store['dialogue_id'][rows[0]])} · {len(rows)} utterances{score}"
+        blocks.append(f"<details{' open' if k == 0 else ''}><summary>{esc(store['dialogue_id'][rows[0]])} · {len(rows)} utterances{score}"
                       f"</summary>{table(lines)}</details>")
     return "".join(blocks)
 

@@ -29,15 +29,21 @@ def seconds(stamp: str) -> float:
     return sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
 
 
-def _check_timestamps(path: Path) -> list[int]:
-    """Line numbers of the cues, in order; a ``-->`` line that is not two timestamps is an error."""
-    lines = []
+def _timestamp_lines(path: Path) -> list[tuple[float, float, int]]:
+    """(start, end, line number) of every cue; a ``-->`` line that is not two timestamps, or a cue
+    that ends before it starts, is an error naming the line."""
+    found = []
     for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
         if "-->" in line:
-            if not CUE_TIMES.match(line):
+            match = CUE_TIMES.match(line)
+            if not match:
                 raise ManifestError(f"{path}: line {number}: broken cue timestamp {line.strip()!r}")
-            lines.append(number)
-    return lines
+            start, end = seconds(match.group(1)), seconds(match.group(2))
+            if end <= start:
+                raise ManifestError(f"{path}: line {number}: cue ends ({match.group(2)}) before it starts "
+                                    f"({match.group(1)})")
+            found.append((start, end, number))
+    return found
 
 
 def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]:
@@ -47,18 +53,16 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: subtitle file not found")
-    lines = _check_timestamps(path)
+    lines = _timestamp_lines(path)
     try:
         captions = list(webvtt.from_srt(str(path)) if path.suffix.lower() == ".srt" else webvtt.read(str(path)))
     except Exception as exc:  # webvtt-py raises its own types for malformed files
         raise ManifestError(f"{path}: not a readable {path.suffix} file ({exc})") from exc
-    if len(captions) != len(lines):
-        raise ManifestError(f"{path}: {len(lines)} cue timestamps but {len(captions)} readable cues")
     cues, counts, last_end = [], Counter(), 0.0
-    for caption, line in zip(captions, lines):
+    counts["empty"] += len(lines) - len(captions)     # webvtt-py drops cues without text
+    for caption in captions:
         start, end = seconds(caption.start), seconds(caption.end)
-        if end <= start:
-            raise ManifestError(f"{path}: line {line}: cue ends ({caption.end}) before it starts ({caption.start})")
+        line = next((n for s, e, n in lines if abs(s - start) < 1e-3 and abs(e - end) < 1e-3), None)
         text = " ".join(caption.text.split())
         speaker = getattr(caption, "voice", None)
         if not speaker and (match := NAME_PREFIX.match(text)):
@@ -75,6 +79,7 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
             counts["overlapping"] += 1
         last_end = max(last_end, end)
         cues.append({"start": start, "end": end, "speaker": (speaker or "unknown").strip(), "text": text, "line": line})
+    counts = Counter({k: v for k, v in counts.items() if v})
     if not cues:
         raise ManifestError(f"{path}: no usable cue ({dict(counts)})")
     return cues, counts

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"demo": {"dialogues": 5, "min_turns": 4, "max_turns": 5, "workers": 2}, "text": {"epochs": 3},
+TINY = {"demo": {"dialogues": 5, "min_turns": 4, "max_turns": 5, "workers": 2}, "text": {"epochs": 3, "folds": 2},
         "audio": {"dim": 8}, "visual": {"dim": 8}, "train": {"epochs": 2}}
 OWNED = {"train": {"train", "model"}}  # the model's architecture is its own section, read by train
-DOWNSTREAM_OF_AUDIO = {"audio", "align", "export", "train", "evaluate"}
+DOWNSTREAM_OF_AUDIO = {"audio", "align", "export", "train", "evaluate", "report"}
 
 
 def run(cmd, cwd):
@@ -112,3 +112,42 @@ def test_predict_refuses_other_feature_settings(project):
                           cwd=dest, env=env, shell=True, capture_output=True, text=True)
     assert done.returncode == 2
     assert re.search(r"audio.feature_set is 'emobase' here but '(ComParE_2016|eGeMAPSv02)' in the run", done.stderr)
+
+
+def test_the_report_is_one_offline_page(project):
+    dest, _ = project
+    page = (dest / "data" / "report" / "index.html").read_text()
+    for heading in ("Run", "Coverage", "Training", "Metrics on test", "Dialogues of test"):
+        assert f"<h2>{heading}</h2>" in page
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//|@import|url\(|<script", page, re.I)
+    assert page.count("<details") >= 2 and "data:image/png;base64," in page
+
+
+HAMILTON_SRT = """1
+00:00:00,500 --> 00:00:02,400
+Aaron: How does a bastard, orphan, son of a whore
+
+2
+00:00:02,600 --> 00:00:05,000
+Hamilton: And a Scotsman, dropped in the middle
+
+3
+00:00:05,200 --> 00:00:09,500
+Aaron: Get a lot farther by working a lot harder
+"""
+
+
+def test_predict_a_real_recording_with_its_subtitles(project, tmp_path):
+    from conftest import shared
+
+    dest, _ = project
+    clip = shared("clips/facerec_short_hamilton_clip.mp4")
+    shutil.copy(clip, tmp_path / "talk.mp4")
+    (tmp_path / "talk.srt").write_text(HAMILTON_SRT)
+    out = run(f"python -m pipeline predict --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/talk.srt "
+              f"--out {tmp_path}/result/talk.csv", dest)
+    table = __import__("pandas").read_csv(tmp_path / "result" / "talk.csv")
+    assert list(table["speaker"]) == ["Aaron", "Hamilton", "Aaron"] and list(table["start"]) == [0.5, 2.6, 5.2]
+    assert table["audio_present"].all() and table["visual_present"].all() and "predicted" in out
+    page = (tmp_path / "result" / "talk.html").read_text()
+    assert "How does a bastard" in page and "<script" not in page

@@ -20,7 +20,7 @@ PACKAGES = ("pipeline", "extractors", "model")
 BOOKKEEPING = {"pipeline", "pipeline.__main__", "pipeline.cli", "pipeline.params", "pipeline.errors",
                "pipeline.lineage", "pipeline.stages", "model.errors", "extractors", "model"}
 STAGE_MODULE = {"demo": "demo", "ingest": "ingest", "text": "text", "audio": "media", "visual": "media",
-                "align": "align", "export": "exchange", "train": "train", "evaluate": "evaluate"}
+                "align": "align", "export": "exchange", "train": "train", "evaluate": "evaluate", "report": "report"}
 
 
 def module_file(name: str) -> Path | None:
@@ -139,6 +139,7 @@ TYPO_RUNS = {   # stage section -> the command line (paths need not exist: param
     "model": ["train", "--store", "{tmp}/none.npz"],
     "train": ["train", "--store", "{tmp}/none.npz"],
     "evaluate": ["evaluate", "--store", "{tmp}/none.npz"],
+    "report": ["report", "--store", "{tmp}/none.npz"],
 }
 
 

@@ -39,7 +39,10 @@ def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
         params["labels"] = labels
     check_writable(out)
     manifest = read_dataset(fmt, root, **params)
-    require_training_split(manifest, root, manifest.attrs["labels"])
+    if manifest.attrs["labels"]:
+        require_training_split(manifest, root, manifest.attrs["labels"])
+    else:
+        print(f"ingest: {root}: no labels: the manifest serves predict and export, not training")
     attrs = dict(manifest.attrs)
     manifest, held = hold_out_valid(manifest, share, seed)
     manifest.attrs.update(attrs)

@@ -87,11 +87,11 @@ def run(modality: str, manifest_path, out, model_path, cache_root, params_path, 
     params = section(modality, params_path)
     stage_configs(modality, params)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(modality, manifest, classes, params, out, model_path, cache_root, workers)
+    return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path])
 
 
 def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root,
-          workers=None, progress=True):
+          workers=None, progress=True, inputs=()):
     """Extract every clip (cached), fit the part on the labelled training clips, write features and part."""
     config, stage, crossfit, cnn3d = stage_configs(modality, params)
     check_writable(out, model_path, Path(cache_root) / modality)
@@ -109,7 +109,7 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
     fit = lambda mask: fit_part(modality, raw, y, mask, valid_rows, classes, config, stage, cnn3d)  # noqa: E731
     part, part_extra = fit(fit_rows)
     save_part(part, model_path)
-    write_record(model_path, modality, params, extra={"extractor": asdict(config), "classes": classes, **part_extra})
+    write_record(model_path, modality, params, inputs, extra={"extractor": asdict(config), "classes": classes, **part_extra})
     folds = crossfit.folds if fitted_on_labels(config, stage) else 0
     reduced = cross_fit(lambda mask: fit(mask)[0], lambda p, mask: p.transform(raw[mask]), part.transform(raw),
                         manifest["dialogue_id"].to_numpy()[rows], train[rows], fit_rows, valid[rows], folds, stage.seed,
@@ -123,7 +123,7 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
         extra["frames"] = int(sum(i.get("frames", 0) for i in infos))
         extra["face_frames"] = int(sum(i.get("face_frames", 0) for i in infos))
         extra["clips_without_face"] = int(sum(1 for i in infos if i.get("frames") and not i.get("face_frames")))
-    save_features(out, manifest["utterance_id"], matrix, present, reasons, modality, params, extra=extra)
+    save_features(out, manifest["utterance_id"], matrix, present, reasons, modality, params, inputs, extra=extra)
     print(f"{modality}: {int(present.sum())}/{len(present)} clips, {matrix.shape[1]}-d "
           f"({counts['computed']} computed, {counts['cached']} from cache; missing {extra['missing']})")
     if modality == "visual":

@@ -21,6 +21,7 @@ from pipeline.errors import PipelineError
 from pipeline.lineage import read_record, record_path
 from pipeline.manifest import ManifestError, read_csv_any_encoding, validate
 from pipeline.params import configs, load_params
+from pipeline.report import write_page
 from extractors.registry import media_extractor
 from pipeline.stages.media import STAGE_ONLY, extract_raw
 from pipeline.stages.text import text_inputs
@@ -93,34 +94,65 @@ def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, cac
     return store
 
 
-def predict_conversation(run, folder, csv, params: dict, cache_root="data/cache") -> tuple[pd.DataFrame, dict]:
+def subtitled_conversation(video, subtitles) -> pd.DataFrame:
+    """A recording and its subtitles as the conversation's rows (one utterance per cue)."""
+    from pipeline.subtitles import conversation
+
+    if not Path(video).is_file():
+        raise PredictError(f"{video}: video not found")
+    frame, counts = conversation(video, subtitles)
+    if counts:
+        print(f"predict: {subtitles}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
+    return validate(frame, subtitles)
+
+
+def predict_conversation(run, conversation: pd.DataFrame, params: dict, cache_root="data/cache"):
+    """(per-utterance table, the conversation's store, the model, its checkpoint blob)."""
     run = Path(run)
-    conversation = read_conversation(folder, csv)   # the cheap checks first, before any model or clip
     if not run.is_dir():
         raise PredictError(f"{run}: run folder not found (it holds {sorted(RUN_FILES.values())})")
     device = pick_device("auto")
     model, blob = load_checkpoint(run_file(run, "model"), device)
     check_settings(run, params, model.modalities)
     store = featurise(conversation, run, model.modalities, blob["dims"], cache_root)
+    store["sentence"] = conversation["text"].to_numpy().astype(str)
     rows, probs = predict_probs(model, store, np.ones(len(conversation), bool), device)
     order = np.argsort(rows)
     rows, probs = rows[order], probs[order]
     classes = blob["classes"]
-    out = conversation.loc[rows, ["utterance_id", "turn", "speaker", "text"]].reset_index(drop=True)
+    columns = ["utterance_id", "turn", "speaker", "start", "end", "text"]
+    out = conversation.loc[rows, columns].reset_index(drop=True)
     out["predicted"] = [classes[i] for i in probs.argmax(1)]
     for j, name in enumerate(classes):
         out[f"p_{name}"] = probs[:, j].round(4)
     for modality in model.modalities:
         out[f"{modality}_present"] = store[f"{modality}_present"][rows]
-    return out, store
+    return out, store, model, blob
 
 
-def run(run_dir, clips, csv, out, params_path, cache_root):
+def conversation_page(store: dict, model, blob: dict, title: str) -> str:
+    """The report's dialogue view for a new conversation: predictions and attention, no metrics."""
+    from model.explain import explain
+    from pipeline.report import build_page, dialogue_browser
+
+    explained = explain(model, store, np.ones(len(store["label"]), bool), next(model.parameters()).device)
+    browser = dialogue_browser(explained, store, list(blob["classes"]))
+    note = ("<p>Each utterance's predicted emotion and probability; the multiview attention (how much each "
+            "modality weighed, per view) and the memory attention over the conversation's other utterances.</p>")
+    return build_page("Emotions in a conversation", title, [("Conversation", note + browser)])
+
+
+def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None, subtitles=None):
+    if bool(video) != bool(subtitles) or bool(clips) != bool(csv) or bool(video) == bool(clips):
+        raise PredictError("give --clips and --csv (a folder of clips and its CSV), or --video and --subtitles")
     check_writable(out)
-    table, _ = predict_conversation(run_dir, clips, csv, load_params(params_path), cache_root)
+    conversation = subtitled_conversation(video, subtitles) if video else read_conversation(clips, csv)
+    table, store, model, blob = predict_conversation(run_dir, conversation, load_params(params_path), cache_root)
     table.to_csv(out, index=False)
+    page = Path(out).with_suffix(".html")
+    write_page(page, conversation_page(store, model, blob, f"{video or csv} · run {run_dir}"))
     probs = [c for c in table.columns if c.startswith("p_")]
     shown = table[["turn", "speaker", "utterance_id", "predicted"] + probs]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"predict: {len(table)} utterances -> {out}")
+    print(f"predict: {len(table)} utterances -> {out}, {page}")
     return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,16 @@ from model.explain import explain
 from model.train import load_checkpoint, pick_device
 from pipeline.artifacts import RUN_FILES, check_writable, features_path
 from pipeline.lineage import read_record, record_path
-from pipeline.params import load_params
-from pipeline.report import build_page, dialogue_browser, esc, figure, image, table, write_page
+from pipeline.params import configs, load_params, section
+from pipeline.report import Html, build_page, dialogue_browser, esc, figure, image, table, write_page
 from pipeline.store import MODALITIES, load_store, read_npz
 
 STAGES = ("ingest", "text", "audio", "visual", "model", "train", "evaluate")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    dialogues: int = 0    # test dialogues in the browser; 0: all
 
 
 def run_section(params: dict, store: dict, records: dict) -> str:
@@ -29,8 +35,8 @@ def run_section(params: dict, store: dict, records: dict) -> str:
     param_rows = [{"section": name, "settings": ", ".join(f"{k}={v}" for k, v in params[name].items())}
                   for name in STAGES if params.get(name)]
     lineage = [{"artifact": name, "stage": rec.get("stage", ""),
-                "inputs": "<br>".join(f"<code>{esc(p)}</code> {esc(h[:12])}" for p, h in rec.get("inputs", {}).items())
-                or '<span class="muted">–</span>'} for name, rec in records.items()]
+                "inputs": Html("<br>".join(f"<code>{esc(p)}</code> {esc(h[:12])}" for p, h in rec.get("inputs", {}).items())
+                               or '<span class="muted">–</span>')} for name, rec in records.items()]
     return (f'<div class="card">{table(size_rows, numeric=("utterances", "dialogues"))}</div>'
             f'<div class="card">{table(param_rows)}</div><div class="card">{table(lineage)}</div>')
 
@@ -103,6 +109,7 @@ def attention_section(checkpoint, store: dict, rows_mask, limit=None) -> str:
 
 
 def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_dir, out, params_path):
+    config = configs("report", section("report", params_path), ReportConfig)
     check_writable(out)
     store = load_store(store_path)
     summary = json.loads(Path(summary_path).read_text())
@@ -116,7 +123,8 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
                 ("Coverage", coverage_section(store, features_dir)),
                 ("Training", curves_section(history_path, summary)),
                 (f"Metrics on {split}", metrics_section(metrics, eval_dir)),
-                (f"Dialogues of {split}", attention_section(checkpoint, store, store["split"] == split))]
+                (f"Dialogues of {split}", attention_section(checkpoint, store, store["split"] == split,
+                                                            config.dialogues or None))]
     page = build_page("DIMMN run report", f"store {store_path} · model {checkpoint}", sections)
     write_page(out, page)
     print(f"report: {out} ({len(page) / 1e6:.2f} MB)")

@@ -37,10 +37,10 @@ def run(manifest_path, out, model_path, params_path, cache_root):
     params = section("text", params_path)
     configs("text", params, *CONFIGS)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(manifest, classes, params, out, model_path, cache_root)
+    return build(manifest, classes, params, out, model_path, cache_root, inputs=[manifest_path])
 
 
-def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root=None):
+def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root=None, inputs=()):
     """Train the CNN on the labelled training rows (its part serves valid, test and ``predict``);
     training rows get cross-fitted features; write the part and every row's features."""
     backbone, config, sentence, crossfit = configs("text", params, *CONFIGS)
@@ -65,7 +65,7 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     featurizer, info = fit(fit_rows)
     learns = backbone.backbone == "kim_cnn" or sentence.finetune
     save_part(featurizer, model_path)
-    write_record(model_path, "text", params, extra={"classes": classes, **info})
+    write_record(model_path, "text", params, inputs, extra={"classes": classes, **info})
     full = part_features(featurizer, pick(present), present)
     folds = cross_fit(lambda mask: fit(mask)[0], lambda part, mask: part.transform(pick(mask)), full,
                       manifest["dialogue_id"], train & present, fit_rows, valid & present,
@@ -75,7 +75,7 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     matrix = folds.features
     leak = head_accuracy(featurizer, folds, pick, y, fit_rows, check_rows) if learns else {}
     save_features(out, manifest["utterance_id"], matrix, present, np.where(present, "", "empty_text"), "text", params,
-                  extra={"backbone": backbone.backbone, "vocab_size": info.get("vocab_size"),
+                  inputs, extra={"backbone": backbone.backbone, "vocab_size": info.get("vocab_size"),
                          "vectors_coverage": info.get("vectors_coverage"), "epochs_run": len(info.get("history", [])),
                          "crossfit": folds.info, "head_accuracy": leak})
     if leak:
