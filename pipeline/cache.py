@@ -79,14 +79,49 @@ def _run_one(job):
     return key
 
 
+def _compute(factory, token: str, job):
+    """One clip on a Dask worker: (key, Result); the extractor is built once per worker process."""
+    extractor = _DASK_EXTRACTORS.get(token)
+    if extractor is None:
+        extractor = _DASK_EXTRACTORS[token] = factory()
+    key, media, start, end = job
+    try:
+        return key, extractor.extract(media, start, end)
+    except ExtractorError as exc:
+        return key, Result(None, error=getattr(exc, "reason", "extractor_error"), message=str(exc))
+
+
+_DASK_EXTRACTORS = {}
+
+
+def _run_on_dask(pending, factory, token: str, cache: FeatureCache, scheduler, bar) -> None:
+    """Per-clip work on a Dask cluster; the results come back here and only this process writes the
+    cache, so entries, resume and atomic writes are exactly those of a local run."""
+    from distributed import Client, as_completed
+
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler, timeout="30s")
+    try:
+        futures = [client.submit(_compute, factory, token, job, key=f"{token[:16]}-{job[0]}", pure=False)
+                   for job in pending]
+        for future in as_completed(futures):
+            key, result = future.result()
+            cache.put(key, result)
+            bar.update()
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
 def extract_utterances(manifest, factory, name: str, params: dict, cache_root, workers: int = 1,
-                       progress: bool = True) -> tuple[dict[str, Result], dict]:
+                       progress: bool = True, scheduler=None) -> tuple[dict[str, Result], dict]:
     """Results for every manifest row by utterance id, and counts: ``computed`` (clips extracted
     now), ``cached`` (read from the cache), ``missing_file``, ``repaired`` (unreadable entries
     computed again).
 
     ``factory()`` builds the extractor in each worker (its ``extract(media, start, end)`` returns
-    a :class:`Result` or raises an ``ExtractorError``).
+    a :class:`Result` or raises an ``ExtractorError``). ``scheduler`` (a Dask scheduler address or
+    a ``distributed.Client``) runs the clips on that cluster instead of local worker processes;
+    its workers read the clips by the manifest's paths, so they must see the same files.
     """
     cache = FeatureCache(cache_root)
     hashes: dict[str, str] = {}
@@ -107,7 +142,9 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
     if pending:
         bar = tqdm(total=len(pending), desc=f"{name} features", unit="clip",
                    disable=None if progress else True)  # None: shown on a terminal only
-        if workers <= 1:
+        if scheduler:
+            _run_on_dask(pending, factory, cache_key("", None, None, name, params), cache, scheduler, bar)
+        elif workers <= 1:
             _init_worker(factory, cache_root)
             for job in pending:
                 _run_one(job)

@@ -63,7 +63,10 @@ def _media_command(modality, help_text):
         p.add_argument("--model", default=f"{PATHS['models']}/{RUN_FILES[modality]}", help="the fitted part")
         p.add_argument("--cache", default=PATHS["cache"], help="per-utterance cache root")
         p.add_argument("--workers", type=int)
-        return lambda a: stage("media").run(modality, a.manifest, a.out, a.model, a.cache, a.params, a.workers)
+        p.add_argument("--scheduler", help="a Dask scheduler, tcp://HOST:PORT: its workers extract the clips "
+                                           "(params: scheduler; default: local worker processes)")
+        return lambda a: stage("media").run(modality, a.manifest, a.out, a.model, a.cache, a.params, a.workers,
+                                            a.scheduler)
     return factory
 
 

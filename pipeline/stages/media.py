@@ -22,9 +22,10 @@ from pipeline.store import label_indices, save_features
 
 
 @dataclass(frozen=True)
-class ReduceStage:
-    """How a media stage runs and reduces; ``workers`` does not change what a feature means."""
+class MediaStage:
+    """How a media stage runs and reduces; ``workers`` and ``scheduler`` change no feature."""
     workers: int = 1
+    scheduler: str | None = None   # a Dask scheduler (tcp://HOST:PORT) runs the clips; None: local workers
     dim: int = 100
     reduction: str = "pca"      # pca | kbest | none
     seed: int = 0
@@ -40,22 +41,24 @@ class Cnn3dTraining:
     cnn3d_device: str = "auto"
 
 
-STAGE_CONFIGS = {"audio": (ReduceStage, CrossFitting), "visual": (ReduceStage, CrossFitting, Cnn3dTraining)}
-STAGE_ONLY = {"workers"}   # settings that may differ between a run and ``predict``
+STAGE_CONFIGS = {"audio": (MediaStage, CrossFitting), "visual": (MediaStage, CrossFitting, Cnn3dTraining)}
+STAGE_ONLY = {"workers", "scheduler"}   # settings that may differ between a run and ``predict``
 
 
 def stage_configs(modality: str, params: dict):
-    """(extractor config, ReduceStage, CrossFitting, Cnn3dTraining or None) from the params section."""
+    """(extractor config, MediaStage, CrossFitting, Cnn3dTraining or None) from the params section."""
     config_cls, _ = media_extractor(modality)
     built = configs(modality, params, config_cls, *STAGE_CONFIGS[modality])
     return built[0], built[1], built[2], (built[3] if len(built) > 3 else None)
 
 
-def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True):
+def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True,
+                scheduler=None):
     """Raw vectors of the rows that gave one, a presence mask, missing reasons, per-clip info, counts."""
     _, extractor_cls = media_extractor(modality)
     results, counts = extract_utterances(frame, lambda: extractor_cls(config), modality, asdict(config),
-                                         Path(cache_root) / modality, workers=workers, progress=progress)
+                                         Path(cache_root) / modality, workers=workers, progress=progress,
+                                         scheduler=scheduler)
     ids = frame["utterance_id"].tolist()
     present = np.array([results[u].vector is not None for u in ids], dtype=bool)
     reasons = np.array(["" if results[u].vector is not None else results[u].error or "unknown" for u in ids])
@@ -63,7 +66,7 @@ def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers:
     return raw, present, reasons, [results[u].info for u in ids], counts
 
 
-def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: ReduceStage, cnn3d: Cnn3dTraining):
+def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: MediaStage, cnn3d: Cnn3dTraining):
     """The reducer (or, for the ``cnn3d`` backbone, the trained network) and its record extras."""
     if getattr(config, "backbone", None) == "cnn3d":
         from extractors.cnn3d import train_cnn3d
@@ -78,25 +81,27 @@ def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: Red
     return Reducer(stage.reduction, stage.dim, stage.seed).fit(raw[fit_rows], y[fit_rows]), {}
 
 
-def fitted_on_labels(config, stage: ReduceStage) -> bool:
+def fitted_on_labels(config, stage: MediaStage) -> bool:
     """Parts that learn from labels are cross-fitted; PCA (unsupervised) is not."""
     return getattr(config, "backbone", None) == "cnn3d" or stage.reduction == "kbest"
 
 
-def run(modality: str, manifest_path, out, model_path, cache_root, params_path, workers=None):
+def run(modality: str, manifest_path, out, model_path, cache_root, params_path, workers=None, scheduler=None):
     params = section(modality, params_path)
     stage_configs(modality, params)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path])
+    return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path],
+                 scheduler=scheduler)
 
 
 def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root,
-          workers=None, progress=True, inputs=()):
+          workers=None, progress=True, inputs=(), scheduler=None):
     """Extract every clip (cached), fit the part on the labelled training clips, write features and part."""
     config, stage, crossfit, cnn3d = stage_configs(modality, params)
     check_writable(out, model_path, Path(cache_root) / modality)
     raw, present, reasons, infos, counts = extract_raw(modality, manifest, config, cache_root,
-                                                       workers if workers is not None else stage.workers, progress)
+                                                       workers if workers is not None else stage.workers, progress,
+                                                       scheduler or stage.scheduler)
     if raw is None:
         raise PipelineError(f"{out}: no clip gave {modality} features ({dict(Counter(map(str, reasons)))})")
     rows = np.flatnonzero(present)

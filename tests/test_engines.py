@@ -1,0 +1,25 @@
+"""Extraction beyond one machine: a Dask cluster's workers extract, the stage process writes."""
+from dataclasses import asdict
+
+import pytest
+
+from extractors.audio import AudioConfig, AudioExtractor
+from pipeline.cache import extract_utterances
+
+
+def test_a_dask_cluster_writes_byte_identical_cache_entries(tiny_corpus, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    _, manifest = tiny_corpus
+    config = AudioConfig(feature_set="eGeMAPSv02")
+    factory = lambda: AudioExtractor(config)  # noqa: E731
+    extract_utterances(manifest, factory, "audio", asdict(config), tmp_path / "local", workers=1, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        _, counts = extract_utterances(manifest, factory, "audio", asdict(config), tmp_path / "dask", progress=False,
+                                       scheduler=cluster.scheduler_address)     # as --scheduler tcp://... gives it
+        assert counts["computed"] == len(manifest)
+        _, again = extract_utterances(manifest, factory, "audio", asdict(config), tmp_path / "dask", progress=False,
+                                      scheduler=cluster.scheduler_address)
+        assert again["computed"] == 0 and again["cached"] == len(manifest)   # resume: nothing redone
+    local = {p.relative_to(tmp_path / "local"): p.read_bytes() for p in (tmp_path / "local").rglob("*.npz")}
+    dask = {p.relative_to(tmp_path / "dask"): p.read_bytes() for p in (tmp_path / "dask").rglob("*.npz")}
+    assert len(local) == len(manifest) and local == dask
