@@ -125,13 +125,15 @@ def text_store(frame, classes, params: dict, workdir) -> tuple[dict, dict]:
     return store, json.loads((workdir / "text.npz.meta.json").read_text())
 
 
-def text_bench(frame, classes, seeds: int, variants=None, train_params=None, log=print) -> dict:
+def text_bench(frame, classes, seeds: int, variants=None, train_params=None, log=print, backbones=None) -> dict:
     """{backbone: {model: summary}} plus {"features": {backbone: how the features were made}}."""
     import tempfile
 
     out, features = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for backbone, params in TEXT_BACKBONES.items():
+            if backbones and backbone not in backbones:
+                continue
             start = time.time()
             store, record = text_store(frame, classes, params, Path(tmp) / backbone)
             features[backbone] = {"dim": int(store["text"].shape[1]), "crossfit": record["crossfit"],

@@ -22,12 +22,13 @@ VARIANTS = {
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", default="data/store.npz")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=60)
     args = parser.parse_args()
     from pipeline.store import load_store
 
-    table = compare(load_store(args.store), VARIANTS, {"epochs": args.epochs, "patience": 10,
+    table = compare(load_store(args.store), {k: VARIANTS[k] for k in args.variants}, {"epochs": args.epochs, "patience": 10,
                                                        "weight_decay": 1e-4}, args.seeds)
     print_table(table)
     last_line(table)

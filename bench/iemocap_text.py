@@ -13,12 +13,13 @@ The last line is one JSON object (percentages):
 import argparse
 from pathlib import Path
 
-from common import IEMOCAP_EMOTIONS, CONTEXT_VARIANTS, last_line, read_iemocap_text, text_bench
+from common import TEXT_BACKBONES, IEMOCAP_EMOTIONS, CONTEXT_VARIANTS, last_line, read_iemocap_text, text_bench
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "iemocap_text"))
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--backbones", nargs="+", default=list(TEXT_BACKBONES), choices=list(TEXT_BACKBONES))
     args = parser.parse_args()
     variants = {**CONTEXT_VARIANTS, "dimmn_small": {"modalities": ["text"], "window": "all", "K": 3, "L": 2}}
-    last_line(text_bench(read_iemocap_text(args.data), IEMOCAP_EMOTIONS, args.seeds, variants))
+    last_line(text_bench(read_iemocap_text(args.data), IEMOCAP_EMOTIONS, args.seeds, variants, backbones=args.backbones))

@@ -11,7 +11,7 @@ The last line is one JSON object, as bench/iemocap_text.py's.
 import argparse
 from pathlib import Path
 
-from common import last_line, read_meld_text, text_bench
+from common import TEXT_BACKBONES, last_line, read_meld_text, text_bench
 
 from pipeline.datasets import MELD_EMOTIONS
 
@@ -19,5 +19,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "meld_text"))
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--backbones", nargs="+", default=list(TEXT_BACKBONES), choices=list(TEXT_BACKBONES))
     args = parser.parse_args()
-    last_line(text_bench(read_meld_text(args.data), MELD_EMOTIONS, args.seeds))
+    last_line(text_bench(read_meld_text(args.data), MELD_EMOTIONS, args.seeds, backbones=args.backbones))
