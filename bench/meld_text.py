@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common import TEXT_BACKBONES, last_line, read_meld_text, text_bench
 
-from pipeline.datasets import MELD_EMOTIONS
+from pipeline.labels import MELD_EMOTIONS
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

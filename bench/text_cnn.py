@@ -12,7 +12,7 @@ from pathlib import Path
 from common import IEMOCAP_EMOTIONS, last_line, read_iemocap_text, read_meld_text, text_cnn_features
 
 from extractors.text import TextConfig
-from pipeline.datasets import MELD_EMOTIONS
+from pipeline.labels import MELD_EMOTIONS
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.labels import MELD_EMOTIONS, MELD_SENTIMENTS
 from pipeline.manifest import ManifestError, read_csv_any_encoding, read_generic
 
 
@@ -29,8 +30,6 @@ def read_generic_root(root, csv=None, labels=None, dataset=None) -> pd.DataFrame
     return read_generic(Path(csv) if csv else root / "manifest.csv", root, labels=labels or None, dataset=dataset)
 
 
-MELD_EMOTIONS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
-MELD_SENTIMENTS = ["negative", "neutral", "positive"]
 MELD_SPLITS = {  # split: (CSV, clip folder)
     "train": ("train_sent_emo.csv", "train_splits"),
     "valid": ("dev_sent_emo.csv", "dev_splits_complete"),

@@ -66,7 +66,7 @@ def test_the_iemocap_layout_reads_right_in_conv_emotions_loader(tmp_path):
 
 
 def test_the_meld_layout_reads_right_in_conv_emotions_loader(tmp_path):
-    from pipeline.datasets import MELD_EMOTIONS
+    from pipeline.labels import MELD_EMOTIONS
 
     store = _store()
     store["classes"] = np.array(MELD_EMOTIONS)

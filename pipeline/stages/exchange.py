@@ -18,6 +18,7 @@ import pandas as pd
 from model.data import dialogues as dialogues_of
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
+from pipeline.labels import IEMOCAP_EMOTIONS, MELD_EMOTIONS, MELD_SENTIMENTS
 from pipeline.lineage import write_record
 from pipeline.params import configs, section
 from pipeline.store import MODALITIES, load_store, save_store, write_npz
@@ -65,7 +66,6 @@ def export_store(store: dict, out_dir, formats=("npz", "csv", "pickle"), source=
 # speakers as 'M' (party 0) or anything else (party 1), labels hap, sad, neu, ang, exc, fru;
 # MELDDataset reads (videoIDs, videoSpeakers as one-hot vectors, labels, videoText, videoAudio,
 # videoSentence, trainVid, testVid, labels-it-trains-on) and has no visual field.
-IEMOCAP_ORDER = ("happy", "sad", "neutral", "angry", "excited", "frustrated")
 MELD_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "videoSentence")
 
 
@@ -74,8 +74,6 @@ def choose_layout(store: dict, layout: str) -> str:
         return layout
     if layout != "auto":
         raise ExchangeError(f"export: unknown pickle layout {layout!r}; known: auto, iemocap, meld")
-    from pipeline.datasets import MELD_EMOTIONS, MELD_SENTIMENTS
-
     classes = [str(c) for c in store["classes"]]
     return "meld" if classes in (MELD_EMOTIONS, MELD_SENTIMENTS) else "iemocap"
 
@@ -87,8 +85,8 @@ def conv_emotion_tuple(store: dict, layout: str = "auto") -> tuple[tuple, dict]:
     classes = [str(c) for c in store["classes"]]
     remap = list(range(len(classes)))
     label_order = classes
-    if layout == "iemocap" and sorted(classes) == sorted(IEMOCAP_ORDER):
-        remap, label_order = [IEMOCAP_ORDER.index(c) for c in classes], list(IEMOCAP_ORDER)
+    if layout == "iemocap" and sorted(classes) == sorted(IEMOCAP_EMOTIONS):
+        remap, label_order = [IEMOCAP_EMOTIONS.index(c) for c in classes], list(IEMOCAP_EMOTIONS)
     every = np.ones(len(store["label"]), bool)
     groups = {str(store["dialogue_id"][rows[0]]): rows for rows in dialogues_of(store, every)}
     widest = max(len(dict.fromkeys(store["speaker"][rows])) for rows in groups.values())
