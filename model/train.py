@@ -159,6 +159,9 @@ def save_atomic(blob: dict, path) -> None:
             torch.save(blob, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)   # mkstemp makes it private; a checkpoint is shared like any output
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

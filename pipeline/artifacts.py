@@ -50,6 +50,12 @@ def check_writable(*paths) -> None:
             raise PipelineError(f"{folder}: output folder is not writable")
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write) -> Path:
     """``write(handle)`` into a temp file beside ``path``, fsync, then rename over it: a reader (or
     a run killed mid-write) sees the old file or the whole new one, never a torn one."""
@@ -61,6 +67,7 @@ def atomic_write(path, write) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp makes it private; outputs are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

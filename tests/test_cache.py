@@ -1,4 +1,6 @@
 """The per-utterance cache: incremental, resumable, parameter-keyed, atomic."""
+import os
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,14 @@ def test_failures_are_cached_with_their_reason(tmp_path):
     assert results["u2"].error == "missing_file"
     _, counts = extract_utterances(manifest, Decoding, "decode", {}, tmp_path / "c", progress=False)
     assert counts["computed"] == 0
+
+
+def test_atomic_writes_make_files_others_can_read(tmp_path):
+    from pipeline.artifacts import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "out.bin", lambda handle: handle.write(b"x"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
