@@ -1,0 +1,109 @@
+"""Extraction speed on the real clips in ../shared/data, as a real-time factor (seconds of media
+per second of wall time; higher is faster): each modality alone on one process, the decode-only
+floor (frames sampled as the visual stage samples them, nothing else), all three through the
+stages' cache with their default workers, and a Dask LocalCluster with 1 then 2 workers.
+
+    python bench/extract_speed.py --data ../shared/data
+
+Run it alone: the machine has 2 cores. The last line is one JSON object:
+{"rtf": {"text", "audio", "visual", "visual_detect_<side>", "all"}, "floor_rtf", "workers",
+ "dask": {"1": rtf, "2": rtf, "speedup"}, "clips": [...], "face_frames": {...}}.
+"""
+import argparse
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import last_line
+
+from extractors.audio import AudioConfig, AudioExtractor
+from extractors.media import load_frames, probe
+from extractors.visual import VisualConfig, VisualExtractor
+from pipeline.cache import extract_utterances
+
+
+def clips(data: Path) -> list[Path]:
+    found = [data / "real_clips" / "meld_train_dia0_utt0.mp4", data / "real_clips" / "Ses05F_impro03_F000.mp4",
+             data / "clips" / "facerec_short_hamilton_clip.mp4", *sorted((data / "cremad_clips").glob("*.flv"))]
+    return [c for c in found if c.is_file()]
+
+
+def timed(fn, items) -> tuple[float, list]:
+    start = time.perf_counter()
+    out = [fn(i) for i in items]
+    return time.perf_counter() - start, out
+
+
+def manifest_of(paths, copies: int) -> pd.DataFrame:
+    rows = [{"utterance_id": f"{p.stem}_{k}", "media": str(p), "start": np.nan, "end": np.nan}
+            for k in range(copies) for p in paths]
+    return pd.DataFrame(rows)
+
+
+def through_cache(paths, config_cls, extractor_cls, config, workers, scheduler=None, copies=1) -> float:
+    """Wall seconds for every clip through the stage's cache (fresh), ``copies`` segments each."""
+    frame = manifest_of(paths, copies)
+    frame["end"] = [probe(m).duration - 0.001 * (i // len(paths)) for i, m in enumerate(frame["media"])]  # distinct keys
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        extract_utterances(frame, lambda: extractor_cls(config), config_cls.__name__, asdict(config), cache,
+                           workers=workers, progress=False, scheduler=scheduler)
+        return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--workers", type=int, default=2, help="the stages' default (params.yaml)")
+    parser.add_argument("--detect-sides", type=int, nargs="*", default=[240, 360],
+                        help="also time face detection on frames downscaled to these sides")
+    args = parser.parse_args()
+    paths = clips(Path(args.data))
+    seconds = sum(probe(p).duration for p in paths)
+    print(f"{len(paths)} real clips, {seconds:.1f} s of media", flush=True)
+    visual, audio = VisualConfig(), AudioConfig()
+    floor, _ = timed(lambda p: load_frames(p, visual.fps, max_side=visual.max_side), paths)
+    t_audio, _ = timed(AudioExtractor(audio).extract, paths)
+    t_visual, results = timed(VisualExtractor(visual).extract, paths)
+    sides = {side: timed(VisualExtractor(replace(visual, detect_side=side)).extract, paths) for side in args.detect_sides}
+    words = ["so", "what", "do", "you", "think", "about", "the", "plan", "for", "tonight"]
+    t_text, _ = timed(lambda p: [w for w in words if w], paths)     # tokens only: the CNN runs per batch below
+    try:
+        from pipeline.parts import load_part
+
+        part = load_part("data/models/text.pt")
+        start = time.perf_counter()
+        part.transform([" ".join(words)] * len(paths))
+        t_text += time.perf_counter() - start
+    except Exception as exc:  # no demo run here: the text time is the tokens' alone
+        print(f"text part not loaded ({exc}); text time counts tokenising only")
+    t_all = (through_cache(paths, AudioConfig, AudioExtractor, audio, args.workers)
+             + through_cache(paths, VisualConfig, VisualExtractor, visual, args.workers) + t_text)
+    dask = {}
+    try:
+        from distributed import LocalCluster
+
+        for n in (1, 2):
+            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+                through_cache(paths[:1], AudioConfig, AudioExtractor, audio, 1, cluster.scheduler_address)  # warm
+                wall = through_cache(paths, AudioConfig, AudioExtractor, audio, 1, cluster.scheduler_address, copies=2)
+                dask[str(n)] = round(2 * seconds / wall, 1)
+        dask["speedup"] = round(dask["2"] / dask["1"], 2)
+    except ImportError:
+        print("distributed is not installed: no Dask figures")
+    face = {"default": [int(r.info["face_frames"]) for r in results],
+            **{f"detect_{side}": [int(r.info["face_frames"]) for r in found] for side, (_, found) in sides.items()},
+            "frames": [int(r.info["frames"]) for r in results]}
+    out = {"rtf": {"text": round(seconds / max(t_text, 1e-9), 1), "audio": round(seconds / t_audio, 1),
+                   "visual": round(seconds / t_visual, 1),
+                   **{f"visual_detect_{side}": round(seconds / t, 1) for side, (t, _) in sides.items()},
+                   "all": round(seconds / t_all, 1)},
+           "floor_rtf": round(seconds / floor, 1), "workers": args.workers, "dask": dask,
+           "clips": [p.name for p in paths], "media_seconds": round(seconds, 1), "face_frames": face}
+    for key, value in out["rtf"].items():
+        print(f"{key:>18}: {value:6.1f}x real time")
+    print(f"{'decode floor':>18}: {out['floor_rtf']:6.1f}x   dask (audio) {dask}")
+    last_line(out)
