@@ -119,3 +119,38 @@ def test_word_vector_file_of_the_wrong_dimension(tmp_path):
     featurizer, info = train_text_cnn(texts, y, texts, y, CLASSES,
                                       TextConfig(vectors=str(vectors), embedding_dim=3, epochs=1))
     assert info["vectors_coverage"] > 0
+
+
+def _two_faces(path, speaking: str, seed: int = 0):
+    """Two drawn faces side by side; only the ``speaking`` one's mouth opens with the sound (the
+    other's opens and closes at random), so the largest-face rule cannot tell them apart."""
+    from pipeline.demo.face import Expression, draw_face
+
+    rng = np.random.default_rng(seed)
+    fps, seconds, rate = 24, 4.0, 16000
+    n = int(fps * seconds)
+    syllables = np.repeat(rng.random(int(seconds * 4)) > 0.4, fps // 4)[:n].astype(float)  # on/off at 4 Hz
+    other = np.repeat(rng.random(int(seconds * 4)) > 0.4, fps // 4)[:n].astype(float)
+    face = Expression(0.0, 0.0, 0.0, 0.7)
+    frames = []
+    for i in range(n):
+        talk, quiet = (syllables[i], other[i]) if speaking == "left" else (other[i], syllables[i])
+        left = draw_face(face, talk, (128, 128), (0, 0), (200, 170, 150), rng, 2.0)
+        right = draw_face(face, quiet, (128, 128), (0, 0), (200, 170, 150), rng, 2.0)
+        frames.append(np.concatenate([left, right], axis=1))
+    t = np.arange(int(seconds * rate)) / rate
+    loud = syllables[np.minimum((t * fps).astype(int), n - 1)]
+    audio = (0.3 * loud * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    write_clip(path, np.stack(frames), fps, audio)
+    return path
+
+
+@pytest.mark.parametrize("speaking", ["left", "right"])
+def test_the_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, speaking):
+    clip = _two_faces(tmp_path / f"{speaking}.mp4", speaking)
+    active = VisualExtractor(VisualConfig(speaker="active", fps=4)).extract(clip)
+    assert active.info["speaker"] == "active" and active.info["faces_followed"] == 2
+    assert active.info["active_score"] > 0.5
+    assert (active.info["speaker_x"] < 0.5) == (speaking == "left")      # the speaking face, wherever it is
+    largest = VisualExtractor(VisualConfig(fps=4)).extract(clip)
+    assert "speaker" not in largest.info and largest.vector.shape == active.vector.shape
