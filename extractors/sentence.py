@@ -57,7 +57,7 @@ class _Classifier(nn.Module):
     def __init__(self, encoder, texts: list[str], classes: int):
         super().__init__()
         self.encoder, self.texts = encoder, texts
-        self.head = nn.Linear(encoder.get_sentence_embedding_dimension(), classes)
+        self.head = nn.Linear(encoder.get_embedding_dimension(), classes)
 
     def embed(self, idx: torch.Tensor) -> torch.Tensor:
         features = self.encoder.tokenize([self.texts[i] for i in idx.tolist()])
@@ -85,7 +85,7 @@ class SentenceEncoder:
 
     @property
     def out_dim(self) -> int:
-        return int(self.encoder.get_sentence_embedding_dimension())
+        return int(self.encoder.get_embedding_dimension())
 
     def transform(self, texts) -> np.ndarray:
         with torch.no_grad():

@@ -42,17 +42,26 @@ def test_no_training_row_gets_a_feature_from_a_part_that_saw_its_label():
     assert np.array_equal(result.features[~train], full[~train])      # valid and test: the full part's
 
 
-def test_the_text_stage_cross_fits_and_says_so(tmp_path):
+CLASSES = ["neutral", "happy", "sad", "angry"]
+
+
+def toy_transcripts(repeats: int) -> pd.DataFrame:
+    """Dialogues of 4 utterances whose words give the label away; the last dialogues are valid, then test."""
     texts = ["I love it", "great day", "so sad today", "I miss you", "I hate this", "ridiculous stuff",
-             "okay then", "fine sure"] * 6
-    labels = ["happy", "happy", "sad", "sad", "angry", "angry", "neutral", "neutral"] * 6
+             "okay then", "fine sure"] * repeats
+    labels = ["happy", "happy", "sad", "sad", "angry", "angry", "neutral", "neutral"] * repeats
     n = len(texts)
-    rows = pd.DataFrame({"utterance_id": [f"u{i}" for i in range(n)], "dialogue_id": [f"d{i // 4}" for i in range(n)],
-                         "split": ["train"] * 32 + ["valid"] * 8 + ["test"] * 8, "text": texts, "label": labels,
-                         "turn": [i % 4 for i in range(n)], "speaker": "A"})
+    held = 4 * (repeats // 3)                      # one valid and one test dialogue per 3 repeats
+    split = ["train"] * (n - 2 * held) + ["valid"] * held + ["test"] * held
+    return pd.DataFrame({"utterance_id": [f"u{i}" for i in range(n)], "dialogue_id": [f"d{i // 4}" for i in range(n)],
+                         "split": split, "text": texts, "label": labels, "turn": [i % 4 for i in range(n)],
+                         "speaker": "A"})
+
+
+def test_the_text_stage_cross_fits_and_says_so(tmp_path):
+    rows = toy_transcripts(6)
     params = {"embedding_dim": 16, "feature_maps": 8, "epochs": 8, "w2v_epochs": 2, "lr": 0.02, "folds": 4}
-    text.build(rows, ["neutral", "happy", "sad", "angry"], params, tmp_path / "text.npz", tmp_path / "cnn.pt",
-               tmp_path / "cache")
+    text.build(rows, CLASSES, params, tmp_path / "text.npz", tmp_path / "cnn.pt", tmp_path / "cache")
     record = json.loads((tmp_path / "text.npz.meta.json").read_text())
     assert record["crossfit"]["folds"] == 4 and len(record["crossfit"]["map_r2_on_valid"]) == 4
     assert {"train_in_fold", "train_out_of_fold", "valid"} <= set(record["head_accuracy"])
@@ -96,16 +105,10 @@ def test_unlabelled_utterances_stay_in_their_dialogue_as_context():
 def test_the_sentence_transformer_backbone(tmp_path, finetune):
     from pipeline.parts import load_part
 
-    texts = ["I love it", "great day", "so sad today", "I miss you", "I hate this", "ridiculous stuff",
-             "okay then", "fine sure"] * 3
-    labels = ["happy", "happy", "sad", "sad", "angry", "angry", "neutral", "neutral"] * 3
-    n = len(texts)
-    rows = pd.DataFrame({"utterance_id": [f"u{i}" for i in range(n)], "dialogue_id": [f"d{i // 4}" for i in range(n)],
-                         "split": ["train"] * 16 + ["valid"] * 4 + ["test"] * 4, "text": texts, "label": labels,
-                         "turn": [i % 4 for i in range(n)], "speaker": "A"})
+    rows = toy_transcripts(3)
+    texts, n = rows["text"].tolist(), len(rows)
     params = {"backbone": "sentence_transformer", "finetune": finetune, "finetune_epochs": 1, "folds": 2}
-    matrix, present = text.build(rows, ["neutral", "happy", "sad", "angry"], params, tmp_path / "t.npz",
-                                 tmp_path / "t.pt", tmp_path / "cache")
+    matrix, present = text.build(rows, CLASSES, params, tmp_path / "t.npz", tmp_path / "t.pt", tmp_path / "cache")
     assert matrix.shape == (n, 384) and present.all()
     record = json.loads((tmp_path / "t.npz.meta.json").read_text())
     assert record["crossfit"]["folds"] == (2 if finetune else 0)      # frozen learns no label: nothing to cross-fit
