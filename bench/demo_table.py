@@ -12,6 +12,7 @@ VARIANTS = {
     "dimmn": {},
     "dimmn_concat": {"fusion": "concat"},        # "remove multiview"
     "dimmn_gru": {"context": "gru"},             # "remove TCN"
+    "dimmn_all": {"window": "all"},              # the memory reads the whole dialogue, not the past only
     "bclstm": {"mode": "bclstm", "fusion": "concat"},
     "utterance": {"mode": "utterance", "fusion": "concat"},
     "text_only": {"modalities": ["text"]},
