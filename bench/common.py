@@ -51,10 +51,7 @@ def last_line(obj) -> None:
 
 
 
-from pipeline.labels import IEMOCAP_EMOTIONS  # noqa: E402  (re-exported for the benchmarks)
-
-
-def read_meld_text(folder) -> "pd.DataFrame":
+def read_meld_text(folder):
     """MELD's {train,dev,test}_sent_emo.csv as one frame with split train/valid/test."""
     import pandas as pd
 
@@ -69,7 +66,7 @@ def read_meld_text(folder) -> "pd.DataFrame":
     return pd.concat(parts, ignore_index=True)
 
 
-def read_iemocap_text(folder) -> "pd.DataFrame":
+def read_iemocap_text(folder):
     import pandas as pd
 
     frame = pd.read_csv(Path(folder) / "iemocap_utterances.csv")

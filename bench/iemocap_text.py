@@ -13,7 +13,9 @@ The last line is one JSON object (percentages):
 import argparse
 from pathlib import Path
 
-from common import TEXT_BACKBONES, IEMOCAP_EMOTIONS, CONTEXT_VARIANTS, last_line, read_iemocap_text, text_bench
+from common import CONTEXT_VARIANTS, TEXT_BACKBONES, last_line, read_iemocap_text, text_bench
+
+from pipeline.labels import IEMOCAP_EMOTIONS
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

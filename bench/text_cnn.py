@@ -9,10 +9,10 @@ The last line is one JSON object: {"meld": {"acc", "wf1"}, "iemocap": {"acc", "w
 import argparse
 from pathlib import Path
 
-from common import IEMOCAP_EMOTIONS, last_line, read_iemocap_text, read_meld_text, text_cnn_features
+from common import last_line, read_iemocap_text, read_meld_text, text_cnn_features
 
 from extractors.text import TextConfig
-from pipeline.labels import MELD_EMOTIONS
+from pipeline.labels import IEMOCAP_EMOTIONS, MELD_EMOTIONS
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

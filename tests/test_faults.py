@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from extractors.base import ExtractorError
-from extractors.media import MediaError, write_clip
+from extractors.media import MediaError
 from extractors.reduce import Reducer
 from extractors.text import has_words, tokenize
 from model.dimmn import ModelConfig
