@@ -13,6 +13,7 @@ VARIANTS = {
     "dimmn_concat": {"fusion": "concat"},        # "remove multiview"
     "dimmn_gru": {"context": "gru"},             # "remove TCN"
     "dimmn_all": {"window": "all"},              # the memory reads the whole dialogue, not the past only
+    "dimmn_all_concat": {"window": "all", "fusion": "concat"},
     "bclstm": {"mode": "bclstm", "fusion": "concat"},
     "utterance": {"mode": "utterance", "fusion": "concat"},
     "text_only": {"modalities": ["text"]},

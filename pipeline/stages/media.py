@@ -121,16 +121,18 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
                         Path(cache_root) / f"{modality}_folds", content_key(params, classes, raw, y))
     matrix = np.zeros((len(present), part.out_dim), np.float32)
     matrix[present] = reduced.features
-    extra = {"computed": counts["computed"], "cached": counts["cached"], "raw_dim": int(raw.shape[1]),
-             "dim": int(matrix.shape[1]), "missing": dict(Counter(str(r) for r in reasons if r)),
-             "repaired_cache_entries": counts["repaired"], "crossfit": reduced.info}
+    # The record holds what the features are, not how this machine's cache served them (computed /
+    # cached counts differ between clones and would make dvc.lock differ): those go to the console.
+    extra = {"raw_dim": int(raw.shape[1]), "dim": int(matrix.shape[1]),
+             "missing": dict(Counter(str(r) for r in reasons if r)), "crossfit": reduced.info}
     if modality == "visual":
         extra["frames"] = int(sum(i.get("frames", 0) for i in infos))
         extra["face_frames"] = int(sum(i.get("face_frames", 0) for i in infos))
         extra["clips_without_face"] = int(sum(1 for i in infos if i.get("frames") and not i.get("face_frames")))
     save_features(out, manifest["utterance_id"], matrix, present, reasons, modality, params, inputs, extra=extra)
     print(f"{modality}: {int(present.sum())}/{len(present)} clips, {matrix.shape[1]}-d "
-          f"({counts['computed']} computed, {counts['cached']} from cache; missing {extra['missing']})")
+          f"({counts['computed']} computed, {counts['cached']} from cache, {counts['repaired']} repaired; "
+          f"missing {extra['missing']})")
     if modality == "visual":
         print(f"{modality}: faces in {extra['face_frames']}/{extra['frames']} frames; "
               f"{extra['clips_without_face']} clips without a face")
