@@ -20,6 +20,7 @@ import pandas as pd
 from common import last_line
 
 from extractors.audio import AudioConfig, AudioExtractor
+from extractors.text import tokenize
 from extractors.media import load_frames, probe
 from extractors.visual import VisualConfig, VisualExtractor
 from pipeline.cache import extract_utterances
@@ -70,7 +71,7 @@ if __name__ == "__main__":
     t_visual, results = timed(VisualExtractor(visual).extract, paths)
     sides = {side: timed(VisualExtractor(replace(visual, detect_side=side)).extract, paths) for side in args.detect_sides}
     words = ["so", "what", "do", "you", "think", "about", "the", "plan", "for", "tonight"]
-    t_text, _ = timed(lambda p: [w for w in words if w], paths)     # tokens only: the CNN runs per batch below
+    t_text, _ = timed(lambda p: tokenize(" ".join(words)), paths)   # tokenising; the CNN runs per batch below
     try:
         from pipeline.parts import load_part
 

@@ -25,7 +25,7 @@ from pipeline.report import write_page
 from extractors.registry import media_extractor
 from pipeline.stages.media import STAGE_ONLY, extract_raw
 from pipeline.stages.text import text_inputs
-from pipeline.store import part_features
+from pipeline.store import part_features, store_columns
 
 
 class PredictError(PipelineError):
@@ -72,12 +72,10 @@ def check_settings(run: Path, params: dict, modalities) -> None:
                            "features: " + "; ".join(problems) + ". Use the run's params, or retrain (dvc repro).")
 
 
-def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, cache_root, workers: int = 1) -> dict:
+def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, classes, cache_root,
+              workers: int = 1) -> dict:
     """The conversation as a store, each modality through the run's fitted part (as its stage did)."""
-    store = {"utterance_id": conversation["utterance_id"].to_numpy().astype(str),
-             "dialogue_id": conversation["dialogue_id"].to_numpy().astype(str),
-             "turn": conversation["turn"].to_numpy(), "speaker": conversation["speaker"].to_numpy().astype(str),
-             "split": conversation["split"].to_numpy().astype(str), "label": np.full(len(conversation), -1)}
+    store = store_columns(conversation, classes)
     for modality in modalities:
         part = load_part(run_file(run, modality))
         if part.out_dim != dims[modality]:
@@ -114,8 +112,7 @@ def predict_conversation(run, conversation: pd.DataFrame, params: dict, cache_ro
     device = pick_device("auto")
     model, blob = load_checkpoint(run_file(run, "model"), device)
     check_settings(run, params, model.modalities)
-    store = featurise(conversation, run, model.modalities, blob["dims"], cache_root)
-    store["sentence"] = conversation["text"].to_numpy().astype(str)
+    store = featurise(conversation, run, model.modalities, blob["dims"], blob["classes"], cache_root)
     rows, probs = predict_probs(model, store, np.ones(len(conversation), bool), device)
     order = np.argsort(rows)
     rows, probs = rows[order], probs[order]
