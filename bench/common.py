@@ -23,12 +23,13 @@ def run_variant(store: dict, model_params: dict, train_params: dict, seed: int, 
             "seconds": time.time() - start, "best_valid_wf1": summary["best_valid_wf1"]}
 
 
-def compare(store: dict, variants: dict, train_params: dict, seeds: int, log=print) -> dict:
-    """{name: {acc_mean, acc_min, acc_max, wf1_mean, ...}} over ``seeds`` seeds per variant."""
-    table = {}
-    for name, model_params in variants.items():
+def compare(store: dict, variants: dict, train_params: dict, seeds, log=print) -> dict:
+    """{name: {acc_mean, acc_min, acc_max, wf1_mean, ...}} over ``seeds`` (a count, or the seeds
+    themselves) per variant."""
+    table, seeds = {}, range(seeds) if isinstance(seeds, int) else list(seeds)
+    for name, model_params in variants.items() if len(seeds) else ():   # --seeds 0: features only
         runs = []
-        for seed in range(seeds):
+        for seed in seeds:
             runs.append(run_variant(store, model_params, train_params, seed))
             log(f"{name:>12} seed {seed}: acc {runs[-1]['acc']:.2f} wF1 {runs[-1]['wf1']:.2f} "
                 f"({runs[-1]['epochs']} epochs, {runs[-1]['seconds']:.0f}s)")
@@ -122,8 +123,12 @@ def text_store(frame, classes, params: dict, workdir) -> tuple[dict, dict]:
     return store, json.loads((workdir / "text.npz.meta.json").read_text())
 
 
-def text_bench(frame, classes, seeds: int, variants=None, train_params=None, log=print, backbones=None) -> dict:
-    """{backbone: {model: summary}} plus {"features": {backbone: how the features were made}}."""
+def text_bench(frame, classes, seeds: int, variants=None, train_params=None, log=print, backbones=None,
+               stores=None) -> dict:
+    """{backbone: {model: summary}} plus {"features": {backbone: how the features were made}}.
+
+    ``stores``: a folder keeping each backbone's store (``<backbone>.npz`` and its record), so a
+    later run, or ``bench/sweep.py`` on another machine, trains on the very same features."""
     import tempfile
 
     out, features = {}, {}
@@ -132,10 +137,24 @@ def text_bench(frame, classes, seeds: int, variants=None, train_params=None, log
             if backbones and backbone not in backbones:
                 continue
             start = time.time()
-            store, record = text_store(frame, classes, params, Path(tmp) / backbone)
+            store, record = cached_text_store(frame, classes, params, Path(tmp) / backbone, stores, backbone)
             features[backbone] = {"dim": int(store["text"].shape[1]), "crossfit": record["crossfit"],
                                   "head_accuracy": record["head_accuracy"], "seconds": round(time.time() - start, 1)}
             log(f"{backbone}: features {features[backbone]}")
             out[backbone] = compare(store, variants or CONTEXT_VARIANTS, train_params or TEXT_TRAIN, seeds, log)
             print_table(out[backbone])
     return {**out, "features": features}
+
+
+def cached_text_store(frame, classes, params: dict, workdir, stores, backbone: str) -> tuple[dict, dict]:
+    from pipeline.store import load_store, write_npz
+
+    if stores is None:
+        return text_store(frame, classes, params, workdir)
+    path, record_path = Path(stores) / f"{backbone}.npz", Path(stores) / f"{backbone}.record.json"
+    if path.is_file() and record_path.is_file():
+        return load_store(path), json.loads(record_path.read_text())
+    store, record = text_store(frame, classes, params, workdir)
+    write_npz(path, store)
+    record_path.write_text(json.dumps(record, indent=1))
+    return store, record

@@ -22,6 +22,8 @@ if __name__ == "__main__":
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "iemocap_text"))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--backbones", nargs="+", default=list(TEXT_BACKBONES), choices=list(TEXT_BACKBONES))
+    parser.add_argument("--stores", help="a folder keeping each backbone's feature store for re-runs and bench/sweep.py")
     args = parser.parse_args()
     variants = {**CONTEXT_VARIANTS, "dimmn_small": {"modalities": ["text"], "window": "all", "K": 3, "L": 2}}
-    last_line(text_bench(read_iemocap_text(args.data), IEMOCAP_EMOTIONS, args.seeds, variants, backbones=args.backbones))
+    last_line(text_bench(read_iemocap_text(args.data), IEMOCAP_EMOTIONS, args.seeds, variants, backbones=args.backbones,
+                         stores=args.stores))

@@ -20,5 +20,7 @@ if __name__ == "__main__":
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "meld_text"))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--backbones", nargs="+", default=list(TEXT_BACKBONES), choices=list(TEXT_BACKBONES))
+    parser.add_argument("--stores", help="a folder keeping each backbone's feature store for re-runs and bench/sweep.py")
     args = parser.parse_args()
-    last_line(text_bench(read_meld_text(args.data), MELD_EMOTIONS, args.seeds, backbones=args.backbones))
+    last_line(text_bench(read_meld_text(args.data), MELD_EMOTIONS, args.seeds, backbones=args.backbones,
+                         stores=args.stores))

@@ -37,6 +37,7 @@ class ModelConfig:
     R: int = 3                     # memory hops
     window: str = "past"           # past (CMN/ICON) | all (the whole dialogue)
     window_size: int = 0           # past utterances the memory reads; 0 = all of them
+    direction: str = "forward"     # forward (the paper: causal TCN, GRUs) | both (non-causal TCN, BiGRUs summed)
     dropout: float = 0.3
 
     def view_pairs(self) -> list[tuple[str, str]]:
@@ -109,32 +110,56 @@ class ConcatFusion(nn.Module):
         return torch.tanh(self.out(torch.cat([unified[m] for m in self.modalities], dim=-1)))
 
 
-class CausalBlock(nn.Module):
-    """A TCN residual block: two dilated causal convolutions (left padding only)."""
+class TCNBlock(nn.Module):
+    """A TCN residual block: two dilated convolutions, causal (left padding only) or centred."""
 
-    def __init__(self, d: int, kernel: int, dilation: int, dropout: float):
+    def __init__(self, d: int, kernel: int, dilation: int, dropout: float, causal: bool = True):
         super().__init__()
-        self.pad = (kernel - 1) * dilation
+        total = (kernel - 1) * dilation
+        self.pad = (total, 0) if causal else (total // 2, total - total // 2)
         self.conv1 = nn.Conv1d(d, d, kernel, dilation=dilation)
         self.conv2 = nn.Conv1d(d, d, kernel, dilation=dilation)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x):                          # (N, d, T)
-        y = self.drop(torch.relu(self.conv1(nn.functional.pad(x, (self.pad, 0)))))
-        y = self.drop(torch.relu(self.conv2(nn.functional.pad(y, (self.pad, 0)))))
-        return torch.relu(x + y)
+    def forward(self, x, keep):                    # x (N, d, T); keep (N, 1, T): 0 past each sequence's end
+        y = self.drop(torch.relu(self.conv1(nn.functional.pad(x, self.pad)))) * keep   # padding stays zero, so
+        y = self.drop(torch.relu(self.conv2(nn.functional.pad(y, self.pad)))) * keep   # a centred kernel reads
+        return torch.relu(x + y) * keep                                                 # none of it
+
+
+class DialogueGRU(nn.Module):
+    """A GRU over each dialogue, packed so padding changes nothing; ``both`` sums the two
+    directions (keeping size d), or concatenates them with ``concat``."""
+
+    def __init__(self, d: int, direction: str, concat: bool = False):
+        super().__init__()
+        if direction not in ("forward", "both"):
+            raise ModelError(f"unknown direction {direction!r}: forward | both")
+        self.both, self.concat = direction == "both", concat
+        self.gru = nn.GRU(d, d, batch_first=True, bidirectional=self.both)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=x.shape[1])
+        if self.both and not self.concat:
+            d = x.shape[-1]
+            out = out[..., :d] + out[..., d:]
+        return out
 
 
 class SpeakerContext(nn.Module):
-    """Each speaker's utterances, in order, through a causal TCN (or a GRU): p_k = TCN(u_k)."""
+    """Each speaker's utterances, in order, through a TCN (or a GRU): p_k = TCN(u_k)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.kind = config.context
+        causal = config.direction != "both"
         if self.kind == "tcn":
-            self.net = nn.Sequential(*(CausalBlock(config.d, config.K, 2 ** i, config.dropout) for i in range(config.L)))
+            self.net = nn.ModuleList(TCNBlock(config.d, config.K, 2 ** i, config.dropout, causal)
+                                     for i in range(config.L))
         elif self.kind == "gru":
-            self.net = nn.GRU(config.d, config.d, batch_first=True)
+            self.net = DialogueGRU(config.d, config.direction)
         else:
             raise ModelError(f"unknown context model {self.kind!r}: tcn | gru")
 
@@ -148,10 +173,15 @@ class SpeakerContext(nn.Module):
         b = torch.arange(Bsz, device=U.device).unsqueeze(1).expand(Bsz, T)
         per_speaker = per_speaker.index_put((b[mask], spk[mask], rank[mask]), U[mask])
         flat = per_speaker.view(Bsz * S, T, d)
+        counts = onehot.sum(1).reshape(Bsz * S)                      # each speaker's own length
+        keep = torch.arange(T, device=U.device) < counts.unsqueeze(1)  # (B * S, T)
         if self.kind == "tcn":
-            out = self.net(flat.transpose(1, 2)).transpose(1, 2)
+            out, keep = flat.transpose(1, 2), keep.unsqueeze(1).to(flat.dtype)
+            for block in self.net:
+                out = block(out, keep)
+            out = out.transpose(1, 2)
         else:
-            out, _ = self.net(flat)
+            out = self.net(flat, keep)
         return out.view(Bsz, S, T, d)[b, spk, rank]                           # back to dialogue order
 
 
@@ -177,11 +207,11 @@ class DIMMN(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         if config.mode == "dimmn":
             self.speaker_context = SpeakerContext(config)
-            self.global_gru = nn.GRU(d, d, batch_first=True)
+            self.global_gru = DialogueGRU(d, config.direction)
             if config.R > 1:   # the write after the last hop feeds nothing: R = 1 has no GRU_m
-                self.memory_gru = nn.GRU(d, d, batch_first=True)   # GRU_m, shared across hops
+                self.memory_gru = DialogueGRU(d, config.direction)   # GRU_m, shared across hops
         elif config.mode == "bclstm":
-            self.context_rnn = nn.GRU(d, d, batch_first=True, bidirectional=True)
+            self.context_rnn = DialogueGRU(d, "both", concat=True)
             self.merge = nn.Linear(2 * d, d)
         elif config.mode != "utterance":
             raise ModelError(f"unknown mode {config.mode!r}: dimmn | utterance | bclstm")
@@ -222,12 +252,10 @@ class DIMMN(nn.Module):
         if self.config.mode == "utterance":
             return self.classifier(self.drop(U))
         if self.config.mode == "bclstm":   # packed: the backward direction starts at each dialogue's own end
-            lengths = mask.sum(1).clamp(min=1).cpu()
-            packed = pack_padded_sequence(U, lengths, batch_first=True, enforce_sorted=False)
-            context, _ = pad_packed_sequence(self.context_rnn(packed)[0], batch_first=True, total_length=U.shape[1])
+            context = self.context_rnn(U, mask)
             return self.classifier(self.drop(torch.tanh(self.merge(context))))
         p = self.speaker_context(U, speakers, mask)                  # per-speaker state (3.3.1)
-        memory, _ = self.global_gru(p)                               # M = [s_1 .. s_k] (eq. 18-23)
+        memory = self.global_gru(p, mask)                            # M = [s_1 .. s_k] (eq. 18-23)
         allowed = self.memory_mask(mask)
         reads = allowed.any(-1, keepdim=True)          # the first utterance has no past to read
         query = U
@@ -238,5 +266,5 @@ class DIMMN(nn.Module):
             self.last_memory_attention.append(att)
             query = torch.tanh(torch.bmm(att, memory) + query)          # eq. 24-26
             if hop < self.config.R - 1:
-                memory, _ = self.memory_gru(memory)                     # write: M^(r+1) = GRU_m(M^(r))
+                memory = self.memory_gru(memory, mask)                  # write: M^(r+1) = GRU_m(M^(r))
         return self.classifier(self.drop(query))                        # eq. 27 (softmax in the loss)

@@ -88,11 +88,21 @@ def fingerprint(store: dict, model_config: ModelConfig, cfg: TrainConfig) -> str
     return digest.hexdigest()
 
 
-def _distributed():
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device) under torchrun; (0, 1, device) otherwise.
+    On CUDA each process takes the GPU of its local rank (NCCL); on CPU the processes use gloo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        local, gpus = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+        if local >= gpus:
+            raise ModelError(f"torchrun started a process of local rank {local} on a node with {gpus} GPU(s): "
+                             f"start at most {gpus} per node (--nproc_per_node), or set train.device: cpu")
+        device = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 @torch.no_grad()
@@ -242,11 +252,8 @@ def choose_epochs(store: dict, model_config: ModelConfig, cfg: TrainConfig) -> t
 def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=None, progress: bool = True,
          select: bool = True):
     """Train; with ``select``, keep the epoch best on valid and stop early; else keep the last epoch."""
-    rank, world = _distributed()
+    rank, world, device = _distributed(pick_device(cfg.device))
     seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     train_mask, valid_mask = _split_masks(store, cfg, select)
     stats_rows = train_mask & (store["label"] >= 0)
     model = build_model(store, model_config)

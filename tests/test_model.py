@@ -82,6 +82,18 @@ def test_tcn_is_causal_and_sees_only_its_speaker():
     assert torch.allclose(out[0, b_rows], base[0, b_rows])  # B never sees A's utterances
 
 
+@pytest.mark.parametrize("context", ["tcn", "gru"])
+def test_direction_both_reads_later_utterances_and_forward_does_not(context):
+    store = make_store(n_dialogues=1, turns=8)
+    later = {}
+    for direction in ("forward", "both"):
+        model, b = batch_of(store, direction=direction, context=context)
+        base = run(model, b)
+        b["feats"]["text"][0, 6] += 5.0                    # change the 7th utterance only
+        later[direction] = not torch.allclose(run(model, b)[0, :6], base[0, :6])
+    assert later == {"forward": False, "both": True}
+
+
 @pytest.mark.parametrize("window, size", [("past", 0), ("past", 2), ("all", 0)])
 def test_memory_reads_only_its_window(window, size):
     model, b = batch_of(make_store(n_dialogues=1, turns=8), window=window, window_size=size)
@@ -153,7 +165,8 @@ def test_trains_on_cuda_with_auto_device():
 def test_torchrun_ddp_two_gloo_processes(tmp_path):
     store = make_store(n_dialogues=8)
     np.savez(tmp_path / "store.npz", **store)
-    (tmp_path / "params.yaml").write_text("model: {d: 16, K: 3, L: 2}\ntrain: {epochs: 3, patience: 3, batch_size: 2}\n")
+    (tmp_path / "params.yaml").write_text("model: {d: 16, K: 3, L: 2}\n"   # gloo on CPU, also where there is a GPU
+                                          "train: {epochs: 3, patience: 3, batch_size: 2, device: cpu}\n")
     root = Path(__file__).resolve().parents[1]
     torchrun = Path(sys.executable).with_name("torchrun")
     done = subprocess.run(
@@ -168,12 +181,13 @@ def test_torchrun_ddp_two_gloo_processes(tmp_path):
     assert done.stdout.count("train: best valid") == 1   # one set of outputs, from rank 0
 
 
-@pytest.mark.parametrize("mode", ["bclstm", "dimmn"])
-def test_a_dialogues_logits_do_not_depend_on_its_batch(mode):
+@pytest.mark.parametrize("config", [{"mode": "bclstm"}, {}, {"direction": "both", "window": "all"},
+                                    {"direction": "both", "context": "gru"}])
+def test_a_dialogues_logits_do_not_depend_on_its_batch(config):
     store = make_store(n_dialogues=3)
     keep = np.ones(len(store["label"]), bool)
     keep[(store["dialogue_id"] == "d0") & (store["turn"] >= 5)] = False   # d0 shorter than d1
-    model, _ = batch_of(store, mode=mode)
+    model, _ = batch_of(store, **config)
     groups = dialogues(store, keep)
     alone = run(model, collate(store, groups[:1], model.modalities, "cpu"))[0, :5]
     beside = run(model, collate(store, groups[:2], model.modalities, "cpu"))[0, :5]   # padded to d1's length

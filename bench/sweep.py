@@ -1,0 +1,30 @@
+"""Model variants over several seeds on one saved store: ablations and sweeps, on the GPU if there is one.
+
+    python bench/sweep.py --store .stores/iemocap/kim_cnn.npz --seeds 5 \\
+        --variant dimmn '{"modalities": ["text"], "window": "all"}' \\
+        --variant dimmn_both '{"modalities": ["text"], "window": "all", "direction": "both"}'
+
+Stores come from the text benchmarks' ``--stores`` folder or the pipeline's ``data/store.npz``.
+Training settings default to the text benchmarks' (``--train '{"lr": 5e-4}'`` overrides them);
+selection uses the valid split only. The last line is one JSON object, as the other benchmarks'.
+"""
+import argparse
+import json
+
+from common import TEXT_TRAIN, compare, last_line, print_table
+
+from pipeline.store import load_store
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed", type=int, action="append", help="run these seeds only (repeatable), not 0..N-1")
+    parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "MODEL_JSON"), required=True)
+    parser.add_argument("--train", default="{}", help="JSON overriding the training settings")
+    args = parser.parse_args()
+    variants = {name: json.loads(spec) for name, spec in args.variant}
+    table = compare(load_store(args.store), variants, {**TEXT_TRAIN, **json.loads(args.train)},
+                    args.seed or args.seeds)
+    print_table(table)
+    last_line(table)
