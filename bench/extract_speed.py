@@ -6,13 +6,16 @@ stages' cache with their default workers, and a Dask LocalCluster with 1 then 2 
     python bench/extract_speed.py --data ../shared/data
 
 Run it alone: the machine has 2 cores. The last line is one JSON object:
-{"rtf": {"text", "audio", "visual", "visual_detect_<side>", "all"}, "floor_rtf", "workers",
- "dask": {"1": rtf, "2": rtf, "speedup"}, "clips": [...], "face_frames": {...}}.
+{"rtf": {"text", "audio", "visual", "visual_<variant>", "all"}, "floor_rtf", "workers",
+ "dask": {"1": rtf, "2": rtf, "speedup"}, "clips": [...], "face_frames": {variant: per clip}}.
+"visual" is the default (MediaPipe's detector, handcrafted descriptors); the variants time the
+cascade (at full size and on frames downscaled to 240 px) and the landmarks backbone.
 """
 import argparse
 import tempfile
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +53,7 @@ def through_cache(paths, config_cls, extractor_cls, config, workers, scheduler=N
     frame["end"] = [probe(m).duration - 0.001 * (i // len(paths)) for i, m in enumerate(frame["media"])]  # distinct keys
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
-        extract_utterances(frame, lambda: extractor_cls(config), config_cls.__name__, asdict(config), cache,
+        extract_utterances(frame, partial(extractor_cls, config), config_cls.__name__, asdict(config), cache,
                            workers=workers, progress=False, scheduler=scheduler)
         return time.perf_counter() - start
 
@@ -59,8 +62,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--workers", type=int, default=2, help="the stages' default (params.yaml)")
-    parser.add_argument("--detect-sides", type=int, nargs="*", default=[240, 360],
-                        help="also time face detection on frames downscaled to these sides")
     args = parser.parse_args()
     paths = clips(Path(args.data))
     seconds = sum(probe(p).duration for p in paths)
@@ -69,7 +70,11 @@ if __name__ == "__main__":
     floor, _ = timed(lambda p: load_frames(p, visual.fps, max_side=visual.max_side), paths)
     t_audio, _ = timed(AudioExtractor(audio).extract, paths)
     t_visual, results = timed(VisualExtractor(visual).extract, paths)
-    sides = {side: timed(VisualExtractor(replace(visual, detect_side=side)).extract, paths) for side in args.detect_sides}
+    variants = {"cascade": replace(visual, detector="cascade"),
+                "cascade_240": replace(visual, detector="cascade", detect_side=240),
+                "landmarks": replace(visual, backbone="landmarks"),
+                "active": replace(visual, speaker="active")}
+    sides = {name: timed(VisualExtractor(config).extract, paths) for name, config in variants.items()}
     words = ["so", "what", "do", "you", "think", "about", "the", "plan", "for", "tonight"]
     t_text, _ = timed(lambda p: tokenize(" ".join(words)), paths)   # tokenising; the CNN runs per batch below
     try:
@@ -96,11 +101,11 @@ if __name__ == "__main__":
     except ImportError:
         print("distributed is not installed: no Dask figures")
     face = {"default": [int(r.info["face_frames"]) for r in results],
-            **{f"detect_{side}": [int(r.info["face_frames"]) for r in found] for side, (_, found) in sides.items()},
+            **{name: [int(r.info["face_frames"]) for r in found] for name, (_, found) in sides.items()},
             "frames": [int(r.info["frames"]) for r in results]}
     out = {"rtf": {"text": round(seconds / max(t_text, 1e-9), 1), "audio": round(seconds / t_audio, 1),
                    "visual": round(seconds / t_visual, 1),
-                   **{f"visual_detect_{side}": round(seconds / t, 1) for side, (t, _) in sides.items()},
+                   **{f"visual_{name}": round(seconds / t, 1) for name, (t, _) in sides.items()},
                    "all": round(seconds / t_all, 1)},
            "floor_rtf": round(seconds / floor, 1), "workers": args.workers, "dask": dask,
            "clips": [p.name for p in paths], "media_seconds": round(seconds, 1), "face_frames": face}

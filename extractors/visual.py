@@ -1,14 +1,17 @@
-"""Visual features (paper 3.1.3): frames at a chosen rate, the speaker's face found with an
-OpenCV Haar cascade, per-frame descriptors of the face crop pooled over the utterance.
+"""Visual features (paper 3.1.3): frames at a chosen rate, the speaker's face found by a
+detector chosen by name (``extractors.faces``), per-frame descriptors pooled over the utterance.
 
-Backbones, by name (``BACKBONES``; adding one is a function and a line there):
+Backbones, by name (``BACKBONES``; adding one is a function and a line there), each given the
+utterance's ``Faces``:
 - ``handcrafted``: HOG + LBP histogram per frame (mean and std over frames) + motion energy.
+- ``landmarks``: expression geometry from a face mesh per frame (mouth opening and width, eye
+  aperture, brow height, smile, head pose) and its dynamics over the utterance.
 - ``cnn3d``: the face crops as a small clip (T x 32 x 32); a 3D-CNN trained on the training
   labels turns it into the feature (``extractors.cnn3d``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
 
@@ -16,6 +19,8 @@ import cv2
 import numpy as np
 
 from extractors.base import Result
+from extractors.faces import (Detector, LandmarkReader, face_finder, geometry, largest, mouth_opening,
+                              pooled_geometry)
 from extractors.media import load_frames
 
 
@@ -44,35 +49,12 @@ class VisualConfig:
     no_face: str = "full_frame"
     region: str = "full"
     max_side: int = 480
-    detect_side: int = 0     # > 0: find faces on a copy downscaled to this side (faster), crop at max_side
+    detector: str = "mediapipe"  # mediapipe (BlazeFace full range) | cascade (OpenCV Haar)
+    detect_side: int = 0     # cascade, > 0: find faces on a copy downscaled to this side (faster)
     speaker: str = "largest"  # largest | active (the face whose mouth moves with the audio envelope)
     active_fps: float = 12.0  # active: frames per second for following mouths (syllables are 3-6 Hz)
     clip_frames: int = 8     # cnn3d
     clip_size: int = 32      # cnn3d
-
-
-class FaceFinder:
-    """The largest frontal face in a grey image, from the Haar cascade bundled with OpenCV 4.x."""
-
-    def __init__(self, min_face: int):
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(path)
-        if self.cascade.empty():
-            raise RuntimeError(f"cannot load the face cascade {path} (opencv-python-headless 4.x ships it)")
-        self.min_face = min_face
-
-    def find_all(self, gray: np.ndarray, detect_side: int = 0) -> list[np.ndarray]:
-        """Every face as (x, y, w, h) in ``gray``'s pixels; with ``detect_side``, searched on a smaller copy."""
-        scale = detect_side / max(gray.shape) if detect_side and max(gray.shape) > detect_side else 1.0
-        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-        side = max(8, int(round(self.min_face * scale)))
-        faces = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=4, minSize=(side, side))
-        return [(np.asarray(f) / scale).round().astype(int) for f in faces]
-
-    def find(self, gray: np.ndarray, detect_side: int = 0):
-        """The largest face, or None."""
-        faces = self.find_all(gray, detect_side)
-        return max(faces, key=lambda f: f[2] * f[3]) if faces else None
 
 
 def _region(frame: np.ndarray, region: Region) -> np.ndarray:
@@ -112,6 +94,29 @@ def handcrafted(crops: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([per_frame.mean(0), per_frame.std(0), grid, [grid.mean()]]).astype(np.float32)
 
 
+@dataclass
+class Faces:
+    """One utterance's sampled frames (RGB, the chosen region), the speaker's box in each (None
+    where no face was found) and grey crops of those boxes (the whole frame where ``no_face:
+    full_frame`` allows; ``landmarks`` reads faces only)."""
+    regions: list = field(default_factory=list)
+    boxes: list = field(default_factory=list)
+    crops: list = field(default_factory=list)
+
+
+_MESH = LandmarkReader()
+
+
+def landmark_geometry(faces: Faces) -> np.ndarray | None:
+    """Pooled expression geometry over the frames whose face the mesh reads; None if none."""
+    per_frame = []
+    for rgb, box in zip(faces.regions, faces.boxes):
+        points = _MESH.points(rgb, box) if box is not None else None
+        if points is not None:
+            per_frame.append(geometry(points))
+    return pooled_geometry(per_frame, len(faces.regions)) if per_frame else None
+
+
 def face_clip(crops: list[np.ndarray], frames: int, size: int) -> np.ndarray:
     """``frames`` crops, evenly spaced, as a (frames * size * size) vector in [0, 1]."""
     idx = np.linspace(0, len(crops) - 1, frames).round().astype(int)
@@ -128,47 +133,49 @@ class VisualExtractor:
             raise ValueError(f"unknown visual backbone {self.backbone!r}; known: {sorted(BACKBONES)}")
         self.no_face, self.region = NoFace(config.no_face), Region(config.region)
         self.speaker = Speaker(config.speaker)
-        self.finder = FaceFinder(config.min_face)
+        self.finder = face_finder(config.detector, config.min_face, config.detect_side)
 
     def extract(self, media, start=None, end=None) -> Result:
         cfg = self.config
         frames, times = load_frames(media, cfg.fps, start, end, max_side=cfg.max_side)
-        grays = [cv2.cvtColor(_region(frame, self.region), cv2.COLOR_RGB2GRAY) for frame in frames]
+        regions = [_region(frame, self.region) for frame in frames]
         info = {}
         if self.speaker is Speaker.ACTIVE:
             boxes, info = self._active_boxes(media, start, end, times)
         else:
-            boxes = [self.finder.find(gray, cfg.detect_side) for gray in grays]
-        crops, found = [], 0
-        for gray, box in zip(grays, boxes):
+            boxes = [largest(self.finder.find_all(rgb)) for rgb in regions]
+        faces = Faces(regions, boxes)
+        for rgb, box in zip(regions, boxes):
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             if box is not None:
                 x, y, w, h = box
-                found += 1
-                crops.append(cv2.resize(gray[y:y + h, x:x + w], (cfg.face_size, cfg.face_size)))
+                faces.crops.append(cv2.resize(gray[y:y + h, x:x + w], (cfg.face_size, cfg.face_size)))
             elif self.no_face is NoFace.FULL_FRAME:
-                crops.append(cv2.resize(gray, (cfg.face_size, cfg.face_size)))
+                faces.crops.append(cv2.resize(gray, (cfg.face_size, cfg.face_size)))
+        found = sum(box is not None for box in boxes)
         info.update(frames=int(len(frames)), face_frames=int(found))
-        if not crops:
+        vector = BACKBONES[self.backbone](faces, cfg) if faces.crops else None
+        if vector is None:
             return Result(None, info, "no_face", f"{media}: no face in any of {len(frames)} frames")
-        vector = BACKBONES[self.backbone](crops, cfg)
         return Result(vector, info)
 
     def _active_boxes(self, media, start, end, times):
         """The speaking face's box at each of ``times``: faces are followed across frames at
-        ``active_fps``, and the track whose mouth opening (the darkness of its mouth region) best
-        follows the audio's loudness wins. Without audio, or with one face, the largest face."""
+        ``active_fps``, and the track whose mouth opening (``faces.mouth_opening``) best follows
+        the audio's loudness wins. Without audio, or with one face, the largest face."""
         from extractors.media import MediaError, load_audio
 
         cfg = self.config
         frames, dense_times = load_frames(media, cfg.active_fps, start, end, max_side=cfg.max_side)
-        grays = [cv2.cvtColor(_region(frame, self.region), cv2.COLOR_RGB2GRAY) for frame in frames]
-        tracks = follow_faces([self.finder.find_all(g, cfg.detect_side) for g in grays])
+        regions = [_region(frame, self.region) for frame in frames]
+        tracks = follow_faces([self.finder.find_all(rgb) for rgb in regions])
+        reader = _MESH if Detector(cfg.detector) is Detector.MEDIAPIPE else None
         chosen, score = None, float("nan")
         if len(tracks) > 1:
             try:
                 signal = load_audio(media, start, end)
                 loudness = envelope(signal, dense_times - (start or 0.0), 1.0 / cfg.active_fps)
-                scores = [mouth_correlation(track, grays, loudness) for track in tracks]
+                scores = [mouth_correlation(track, regions, loudness, reader) for track in tracks]
                 if np.isfinite(scores).any():
                     chosen = int(np.nanargmax(scores))
                     score = float(scores[chosen])
@@ -181,7 +188,7 @@ class VisualExtractor:
                 "active_score": round(score, 3) if np.isfinite(score) else None}
         if chosen is not None:   # where the chosen face is, as a share of the frame's width
             centres = [b[0] + b[2] / 2 for b in tracks[chosen].values()]
-            info["speaker_x"] = round(float(np.mean(centres)) / grays[0].shape[1], 3)
+            info["speaker_x"] = round(float(np.mean(centres)) / regions[0].shape[1], 3)
         boxes = []
         for t in times:   # the chosen track's box at the dense frame nearest each sampled time
             i = int(np.argmin(np.abs(dense_times - t)))
@@ -219,14 +226,14 @@ def envelope(signal: np.ndarray, times: np.ndarray, window: float, rate: int = 1
                      for c in centre])
 
 
-def mouth_correlation(track: dict, grays: list[np.ndarray], loudness: np.ndarray) -> float:
-    """Pearson correlation between how open the track's mouth is (the darkness of the middle of the
-    face's lower third) and the loudness, over the frames where the face was found."""
+def mouth_correlation(track: dict, regions: list[np.ndarray], loudness: np.ndarray, reader=None) -> float:
+    """Pearson correlation between how open the track's mouth is and the loudness, over the
+    frames where the face was found and its mouth read."""
     openness, loud = [], []
-    for i, (x, y, w, h) in sorted(track.items()):
-        mouth = grays[i][y + 2 * h // 3:y + h, x + w // 4:x + 3 * w // 4]
-        if mouth.size:
-            openness.append(-float(mouth.mean()))
+    for i, box in sorted(track.items()):
+        opening = mouth_opening(reader, regions[i], box)
+        if np.isfinite(opening):
+            openness.append(opening)
             loud.append(loudness[i])
     if len(openness) < 4 or np.std(openness) == 0 or np.std(loud) == 0:
         return float("nan")
@@ -234,7 +241,8 @@ def mouth_correlation(track: dict, grays: list[np.ndarray], loudness: np.ndarray
 
 
 BACKBONES = {
-    "handcrafted": lambda crops, cfg: handcrafted(crops),
-    "cnn3d": lambda crops, cfg: face_clip(crops, cfg.clip_frames, cfg.clip_size),
+    "handcrafted": lambda faces, cfg: handcrafted(faces.crops),
+    "landmarks": lambda faces, cfg: landmark_geometry(faces),
+    "cnn3d": lambda faces, cfg: face_clip(faces.crops, cfg.clip_frames, cfg.clip_size),
 }
 TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network trained in the stage (cnn3d.py)

@@ -119,7 +119,8 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
     computed again).
 
     ``factory()`` builds the extractor in each worker (its ``extract(media, start, end)`` returns
-    a :class:`Result` or raises an ``ExtractorError``). ``scheduler`` (a Dask scheduler address or
+    a :class:`Result` or raises an ``ExtractorError``); with workers it is pickled, so a class or
+    a ``functools.partial``, not a lambda. ``scheduler`` (a Dask scheduler address or
     a ``distributed.Client``) runs the clips on that cluster instead of local worker processes;
     its workers read the clips by the manifest's paths, so they must see the same files.
     """
@@ -150,7 +151,12 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
                 _run_one(job)
                 bar.update()
         else:
-            with mp.get_context("fork").Pool(workers, _init_worker, (factory, cache_root)) as pool:
+            # forkserver, not fork: workers start from a clean process, never from this one's
+            # state (a fork after MediaPipe has run here corrupts the child's heap)
+            context = mp.get_context("forkserver")
+            # the server imports the extractor's module once; each worker forked from it starts warm
+            context.set_forkserver_preload([getattr(factory, "func", factory).__module__])
+            with context.Pool(workers, _init_worker, (factory, cache_root)) as pool:
                 for _ in pool.imap_unordered(_run_one, pending, chunksize=4):
                     bar.update()
         bar.close()

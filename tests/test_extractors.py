@@ -145,12 +145,49 @@ def _two_faces(path, speaking: str, seed: int = 0):
     return path
 
 
+@pytest.mark.parametrize("detector", ["mediapipe", "cascade"])
 @pytest.mark.parametrize("speaking", ["left", "right"])
-def test_the_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, speaking):
+def test_the_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_path, speaking, detector):
     clip = _two_faces(tmp_path / f"{speaking}.mp4", speaking)
-    active = VisualExtractor(VisualConfig(speaker="active", fps=4)).extract(clip)
+    active = VisualExtractor(VisualConfig(speaker="active", fps=4, detector=detector)).extract(clip)
     assert active.info["speaker"] == "active" and active.info["faces_followed"] == 2
     assert active.info["active_score"] > 0.5
     assert (active.info["speaker_x"] < 0.5) == (speaking == "left")      # the speaking face, wherever it is
     largest = VisualExtractor(VisualConfig(fps=4)).extract(clip)
     assert "speaker" not in largest.info and largest.vector.shape == active.vector.shape
+
+
+def test_mediapipe_finds_a_face_in_at_least_as_many_real_frames_as_the_cascade():
+    from extractors.faces import face_finder
+    from extractors.media import load_frames
+
+    clips = [shared("real_clips/meld_train_dia0_utt0.mp4"), shared("real_clips/Ses05F_impro03_F000.mp4"),
+             shared("cremad_clips/1001_DFA_ANG_XX.flv")]
+    found = {}
+    for detector in ("mediapipe", "cascade"):
+        finder = face_finder(detector, min_face=24)
+        found[detector] = [sum(bool(finder.find_all(f)) for f in load_frames(c, 4.0, max_side=480)[0]) for c in clips]
+    assert all(m >= c for m, c in zip(found["mediapipe"], found["cascade"])), found
+    assert found["mediapipe"][0] == 23   # MELD's wide shot: a face in every sampled frame
+
+
+def test_landmarks_measure_the_mouth_and_a_faceless_clip_is_counted(tmp_path):
+    from extractors.faces import GEOMETRY, LandmarkReader, face_finder, geometry
+    from pipeline.demo.face import Expression, draw_face
+
+    rng = np.random.default_rng(0)
+    finder, reader = face_finder("mediapipe", min_face=24), LandmarkReader()
+    opening = []
+    for mouth in (0.0, 0.5, 1.0):
+        face = draw_face(Expression(0.0, 0.0, 0.0, 0.7), mouth, (128, 128), (0, 0), (200, 170, 150), rng, 2.0)
+        (box,) = finder.find_all(face)
+        opening.append(geometry(reader.points(face, box))[GEOMETRY.index("mouth_open")])
+    assert opening[0] < opening[1] < opening[2]
+
+    extractor = VisualExtractor(VisualConfig(backbone="landmarks"))
+    real = extractor.extract(shared("cremad_clips/1001_DFA_ANG_XX.flv"))
+    assert real.vector.shape == (5 * len(GEOMETRY) + 1,) and np.isfinite(real.vector).all()
+    assert real.vector[-1] == 1.0                      # every sampled frame's face mesh was read
+    write_clip(tmp_path / "wall.mp4", np.full((12, 64, 64, 3), 120, np.uint8), 12, None)
+    blank = extractor.extract(tmp_path / "wall.mp4")
+    assert blank.vector is None and blank.error == "no_face" and "wall.mp4" in blank.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers:
                 scheduler=None):
     """Raw vectors of the rows that gave one, a presence mask, missing reasons, per-clip info, counts."""
     _, extractor_cls = media_extractor(modality)
-    results, counts = extract_utterances(frame, lambda: extractor_cls(config), modality, asdict(config),
+    results, counts = extract_utterances(frame, partial(extractor_cls, config), modality, asdict(config),
                                          Path(cache_root) / modality, workers=workers, progress=progress,
                                          scheduler=scheduler)
     ids = frame["utterance_id"].tolist()
