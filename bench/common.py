@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from model.dimmn import ModelConfig
-from model.metrics import classification_metrics
-from model.train import TrainConfig, pick_device, predict_probs, train
+# No torch or model import at module level: the extraction benchmarks import this module, and
+# their worker processes (forkserver) import the main script again, so it must stay light.
 
 
 def run_variant(store: dict, model_params: dict, train_params: dict, seed: int, split: str = "test") -> dict:
+    from model.dimmn import ModelConfig
+    from model.metrics import classification_metrics
+    from model.train import TrainConfig, pick_device, predict_probs, train
+
     start = time.time()
     model, history, summary = train(store, ModelConfig(**model_params), TrainConfig(**{**train_params, "seed": seed}),
                                     progress=False)
@@ -78,6 +81,7 @@ def read_iemocap_text(folder):
 def text_cnn_features(frame, classes, config):
     """Train the project's text CNN on train (early stopping on valid); return features, test metrics."""
     from extractors.text import train_text_cnn
+    from model.metrics import classification_metrics
     from pipeline.store import label_indices
 
     y = label_indices(frame["label"], classes)

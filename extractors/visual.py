@@ -51,6 +51,7 @@ class VisualConfig:
     max_side: int = 480
     detector: str = "mediapipe"  # mediapipe (BlazeFace full range) | cascade (OpenCV Haar)
     detect_side: int = 0     # cascade, > 0: find faces on a copy downscaled to this side (faster)
+    detect_every: int = 1    # find faces on every n-th sampled frame; the frames between keep its box
     speaker: str = "largest"  # largest | active (the face whose mouth moves with the audio envelope)
     active_fps: float = 12.0  # active: frames per second for following mouths (syllables are 3-6 Hz)
     clip_frames: int = 8     # cnn3d
@@ -143,7 +144,7 @@ class VisualExtractor:
         if self.speaker is Speaker.ACTIVE:
             boxes, info = self._active_boxes(media, start, end, times)
         else:
-            boxes = [largest(self.finder.find_all(rgb)) for rgb in regions]
+            boxes = self._largest_boxes(regions)
         faces = Faces(regions, boxes)
         for rgb, box in zip(regions, boxes):
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -158,6 +159,15 @@ class VisualExtractor:
         if vector is None:
             return Result(None, info, "no_face", f"{media}: no face in any of {len(frames)} frames")
         return Result(vector, info)
+
+    def _largest_boxes(self, regions: list[np.ndarray]) -> list:
+        """The largest face in each frame, searched every ``detect_every`` frames (a face moves
+        little in a quarter second; detection is most of the stage's time)."""
+        every = max(1, int(self.config.detect_every))
+        boxes = []
+        for i, rgb in enumerate(regions):
+            boxes.append(largest(self.finder.find_all(rgb)) if i % every == 0 else boxes[-1])
+        return boxes
 
     def _active_boxes(self, media, start, end, times):
         """The speaking face's box at each of ``times``: faces are followed across frames at

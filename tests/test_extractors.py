@@ -191,3 +191,17 @@ def test_landmarks_measure_the_mouth_and_a_faceless_clip_is_counted(tmp_path):
     write_clip(tmp_path / "wall.mp4", np.full((12, 64, 64, 3), 120, np.uint8), 12, None)
     blank = extractor.extract(tmp_path / "wall.mp4")
     assert blank.vector is None and blank.error == "no_face" and "wall.mp4" in blank.message
+
+
+def test_detect_every_searches_every_nth_frame_and_holds_the_box_between(tiny_corpus):
+    _, manifest = tiny_corpus
+    clip = manifest["media"][0]
+    every = VisualExtractor(VisualConfig(detect_every=3))
+    calls = []
+    find_all = every.finder.find_all
+    every.finder.find_all = lambda rgb: calls.append(1) or find_all(rgb)
+    held = every.extract(clip)
+    full = VisualExtractor(VisualConfig()).extract(clip)
+    assert len(calls) == -(-held.info["frames"] // 3)
+    assert held.info["face_frames"] == full.info["face_frames"] == full.info["frames"]
+    assert held.vector.shape == full.vector.shape
