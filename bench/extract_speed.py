@@ -62,6 +62,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--workers", type=int, default=2, help="the stages' default (params.yaml)")
+    parser.add_argument("--detect-every", type=int, default=1,
+                        help="visual.detect_every for the 'all' figure (the stage's default is 1)")
     parser.add_argument("--copies", type=int, default=4,
                         help="segments per clip through the stages ('all'), so pool start-up is not the whole story")
     args = parser.parse_args()
@@ -91,7 +93,8 @@ if __name__ == "__main__":
     except Exception as exc:  # no demo run here: the text time is the tokens' alone
         print(f"text part not loaded ({exc}); text time counts tokenising only")
     t_all = (through_cache(paths, AudioConfig, AudioExtractor, audio, args.workers, copies=args.copies)
-             + through_cache(paths, VisualConfig, VisualExtractor, visual, args.workers, copies=args.copies)
+             + through_cache(paths, VisualConfig, VisualExtractor, replace(visual, detect_every=args.detect_every),
+                             args.workers, copies=args.copies)
              + t_text * args.copies) / args.copies
     dask = {}
     try:
@@ -112,7 +115,8 @@ if __name__ == "__main__":
                    "visual": round(seconds / t_visual, 1),
                    **{f"visual_{name}": round(seconds / t, 1) for name, (t, _) in sides.items()},
                    "all": round(seconds / t_all, 1)},
-           "floor_rtf": round(seconds / floor, 1), "workers": args.workers, "dask": dask,
+           "floor_rtf": round(seconds / floor, 1), "workers": args.workers, "all_detect_every": args.detect_every,
+           "dask": dask,
            "clips": [p.name for p in paths], "media_seconds": round(seconds, 1), "face_frames": face}
     for key, value in out["rtf"].items():
         print(f"{key:>18}: {value:6.1f}x real time")
