@@ -178,7 +178,8 @@ class VisualExtractor:
         cfg = self.config
         frames, dense_times = load_frames(media, cfg.active_fps, start, end, max_side=cfg.max_side)
         regions = [_region(frame, self.region) for frame in frames]
-        tracks = follow_faces([self.finder.find_all(rgb) for rgb in regions])
+        found = [self.finder.find_all(rgb) for rgb in regions]
+        tracks = follow_faces(found)
         reader = _MESH if Detector(cfg.detector) is Detector.MEDIAPIPE else None
         chosen, score = None, float("nan")
         if len(tracks) > 1:
@@ -202,7 +203,7 @@ class VisualExtractor:
         boxes = []
         for t in times:   # the chosen track's box at the dense frame nearest each sampled time
             i = int(np.argmin(np.abs(dense_times - t)))
-            boxes.append(tracks[chosen].get(i) if chosen is not None else None)
+            boxes.append(None if chosen is None else tracks[chosen].get(i, nearest_face(found[i], tracks[chosen])))
         return boxes, info
 
 
@@ -226,6 +227,16 @@ def follow_faces(per_frame: list[list[np.ndarray]]) -> list[dict]:
             tracks[best][i] = box
             taken.add(best)
     return [t for t in tracks if len(t) >= 3]
+
+
+def nearest_face(faces: list[np.ndarray], track: dict):
+    """Where the track lost its face (the greedy tracker splits a face that jumps), the face in
+    that frame nearest the track's usual place, within one face width; else None."""
+    boxes = np.array(list(track.values()), float)
+    centre, width = (boxes[:, :2] + boxes[:, 2:] / 2).mean(0), float(np.median(boxes[:, 2]))
+    distance = {k: float(np.hypot(*(f[:2] + f[2:] / 2 - centre))) for k, f in enumerate(faces)}
+    near = [k for k, d in distance.items() if d < width]
+    return faces[min(near, key=distance.get)] if near else None
 
 
 def envelope(signal: np.ndarray, times: np.ndarray, window: float, rate: int = 16000) -> np.ndarray:
