@@ -109,6 +109,19 @@ CONTEXT_VARIANTS = {
 TEXT_TRAIN = {"epochs": 60, "patience": 10, "weight_decay": 1e-4, "batch_size": 8}
 
 
+def text_bench_args(doc: str, folder: str):
+    """The text benchmarks' command line: --data (the dataset's folder beside the repo's
+    ../shared/data), --seeds, --backbones, --stores."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / folder))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--backbones", nargs="+", default=list(TEXT_BACKBONES), choices=list(TEXT_BACKBONES))
+    parser.add_argument("--stores", help="a folder keeping each backbone's feature store for re-runs and bench/sweep.py")
+    return parser.parse_args()
+
+
 def text_store(frame, classes, params: dict, workdir) -> tuple[dict, dict]:
     """The pipeline's text stage on a transcript table: a text-only store and the stage's record."""
     import json

@@ -10,20 +10,12 @@ The last line is one JSON object (percentages):
 {"kim_cnn": {"dimmn": {"acc_mean", "acc_min", "acc_max", "wf1_mean", ...}, "bclstm": {...},
 "utterance": {...}}, "sentence_transformer": {...}, "features": {...}}.
 """
-import argparse
-from pathlib import Path
-
-from common import CONTEXT_VARIANTS, TEXT_BACKBONES, last_line, read_iemocap_text, text_bench
+from common import CONTEXT_VARIANTS, last_line, read_iemocap_text, text_bench, text_bench_args
 
 from pipeline.labels import IEMOCAP_EMOTIONS
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "iemocap_text"))
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--backbones", nargs="+", default=list(TEXT_BACKBONES), choices=list(TEXT_BACKBONES))
-    parser.add_argument("--stores", help="a folder keeping each backbone's feature store for re-runs and bench/sweep.py")
-    args = parser.parse_args()
+    args = text_bench_args(__doc__, "iemocap_text")
     variants = {**CONTEXT_VARIANTS, "dimmn_small": {"modalities": ["text"], "window": "all", "K": 3, "L": 2}}
     last_line(text_bench(read_iemocap_text(args.data), IEMOCAP_EMOTIONS, args.seeds, variants, backbones=args.backbones,
                          stores=args.stores))

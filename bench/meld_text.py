@@ -8,19 +8,11 @@ MELD's dev split, nothing chosen on test.
 Published (text): DialogueRNN 57.03 weighted F1; the DIMMN paper's trimodal 58.6.
 The last line is one JSON object, as bench/iemocap_text.py's.
 """
-import argparse
-from pathlib import Path
-
-from common import TEXT_BACKBONES, last_line, read_meld_text, text_bench
+from common import last_line, read_meld_text, text_bench, text_bench_args
 
 from pipeline.labels import MELD_EMOTIONS
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "meld_text"))
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--backbones", nargs="+", default=list(TEXT_BACKBONES), choices=list(TEXT_BACKBONES))
-    parser.add_argument("--stores", help="a folder keeping each backbone's feature store for re-runs and bench/sweep.py")
-    args = parser.parse_args()
+    args = text_bench_args(__doc__, "meld_text")
     last_line(text_bench(read_meld_text(args.data), MELD_EMOTIONS, args.seeds, backbones=args.backbones,
                          stores=args.stores))

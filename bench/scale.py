@@ -113,7 +113,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     frame = corpus(Path(args.manifest), args.clips)
     if args.only_run:
-        sys.exit(run(frame, args.modality, args.only_run, args.workers) and 0)
+        run(frame, args.modality, args.only_run, args.workers)
+        sys.exit(0)
     with tempfile.TemporaryDirectory() as cache:
         killed = killed_run(cache, args.kill_after)
         written = entries(cache)

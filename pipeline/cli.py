@@ -100,10 +100,15 @@ def import_cmd(p):
     return lambda a: stage("exchange").run_import(a.format, a.src, a.out, a.classes)
 
 
-@command("train", "train DIMMN (or a baseline) on the store's train split, early stopping on valid")
-def train_cmd(p):
+def _store_and_model(p):
+    """The store and the trained model, as train, evaluate and report name them."""
     p.add_argument("--store", default=PATHS["store"])
     p.add_argument("--checkpoint", default=f"{PATHS['models']}/{RUN_FILES['model']}")
+
+
+@command("train", "train DIMMN (or a baseline) on the store's train split, early stopping on valid")
+def train_cmd(p):
+    _store_and_model(p)
     p.add_argument("--history", default=PATHS["history"], help="per-epoch metrics (DVC plots)")
     p.add_argument("--summary", default=PATHS["summary"])
     return lambda a: stage("train").run(a.store, a.checkpoint, a.history, a.summary, a.params)
@@ -111,8 +116,7 @@ def train_cmd(p):
 
 @command("evaluate", "metrics, confusion matrices (CSV for DVC plots, PNG) of a trained model on a split")
 def evaluate_cmd(p):
-    p.add_argument("--store", default=PATHS["store"])
-    p.add_argument("--checkpoint", default=f"{PATHS['models']}/{RUN_FILES['model']}")
+    _store_and_model(p)
     p.add_argument("--out", default=PATHS["eval"])
     p.add_argument("--split", help="params: evaluate.split (default test)")
     return lambda a: stage("evaluate").run(a.store, a.checkpoint, a.out, a.params, a.split)
@@ -120,8 +124,7 @@ def evaluate_cmd(p):
 
 @command("report", "one offline HTML page about the run: params, coverage, curves, metrics, attention")
 def report_cmd(p):
-    p.add_argument("--store", default=PATHS["store"])
-    p.add_argument("--checkpoint", default=f"{PATHS['models']}/{RUN_FILES['model']}")
+    _store_and_model(p)
     p.add_argument("--eval", default=PATHS["eval"], help="evaluate's folder")
     p.add_argument("--history", default=PATHS["history"])
     p.add_argument("--summary", default=PATHS["summary"])
