@@ -156,8 +156,9 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
             context = mp.get_context("forkserver")
             # the server imports the extractor's module once; each worker forked from it starts warm
             context.set_forkserver_preload([getattr(factory, "func", factory).__module__])
+            # one clip per task: clips differ tenfold in length, and chunks of them left one worker idle
             with context.Pool(workers, _init_worker, (factory, cache_root)) as pool:
-                for _ in pool.imap_unordered(_run_one, pending, chunksize=4):
+                for _ in pool.imap_unordered(_run_one, pending):
                     bar.update()
         bar.close()
     results, repaired = {}, 0

@@ -157,6 +157,32 @@ def test_the_active_speaker_is_the_face_whose_mouth_moves_with_the_voice(tmp_pat
     assert "speaker" not in largest.info and largest.vector.shape == active.vector.shape
 
 
+def test_a_region_map_gives_each_utterance_its_side_and_the_cache_entries_of_that_side(tmp_path):
+    from pipeline.errors import ParamsError
+
+    clip = str(_two_faces(tmp_path / "two.mp4", "left"))
+    rows = pd.DataFrame({"utterance_id": ["Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses02M_impro01_F000"],
+                         "media": clip, "start": [0.0, 0.0, 1.0], "end": [4.0, 4.0, 4.0]})
+    region = {"Ses01*_F*": "left", "Ses01*_M*": "right", "*": "full"}   # IEMOCAP-style: per session and speaker
+    config = VisualConfig(fps=4, region=region)
+    raw, present, _, _, counts = media.extract_raw("visual", rows, config, tmp_path / "cache", workers=1, progress=False)
+    assert present.all() and counts["computed"] == 3
+    for row, side in zip(rows.itertuples(), ["left", "right", "full"]):
+        alone = VisualExtractor(VisualConfig(fps=4, region=side)).extract(row.media, row.start, row.end)
+        np.testing.assert_array_equal(raw[row.Index], alone.vector)
+    # the entries are those of a run with one side for all: all left, only the 'full' row is new
+    # (the first two rows are one segment, so they share the left entry)
+    _, _, _, _, again = media.extract_raw("visual", rows, VisualConfig(fps=4, region="left"), tmp_path / "cache",
+                                          workers=1, progress=False)
+    assert again["cached"] == 2 and again["computed"] == 1
+    with pytest.raises(ParamsError, match="matches utterance 'Ses02M_impro01_F000'"):
+        media.extract_raw("visual", rows, VisualConfig(region={"Ses01*": "left"}), tmp_path / "cache", workers=1,
+                          progress=False)
+    with pytest.raises(ValueError, match="'middle' is not a valid Region"):
+        media.extract_raw("visual", rows, VisualConfig(region={"*": "middle"}), tmp_path / "cache", workers=1,
+                          progress=False)
+
+
 def test_mediapipe_finds_a_face_in_at_least_as_many_real_frames_as_the_cascade():
     from extractors.faces import face_finder
     from extractors.media import load_frames

@@ -109,3 +109,14 @@ def test_real_meld_and_iemocap_clips(name):
     assert abs(len(audio) / 16000 - info.duration) < 0.2
     frames, _ = load_frames(clip, fps=3, max_side=256)
     assert len(frames) >= 3
+
+
+def test_reference_only_decoding_samples_at_most_a_few_frames_early():
+    clip = shared("real_clips/meld_train_dia0_utt0.mp4")   # H.264 with B-frames: 101 of its 136 frames
+    frames, times = load_frames(clip, fps=4, max_side=240)
+    fast, fast_times = load_frames(clip, fps=4, max_side=240, reference_only=True)
+    assert fast.shape == frames.shape
+    early = times - fast_times
+    assert (early >= -1e-6).all() and early.max() <= 3 / probe(clip).fps + 1e-6 and (early > 1e-6).any()
+    same = np.abs(early) < 1e-6   # where the sampled frame was a reference frame, it is the same frame
+    assert same.any() and np.array_equal(fast[same], frames[same])

@@ -3,7 +3,7 @@ reducer, or the 3D-CNN) fitted on the training split turns the raw vectors into 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from extractors.registry import media_extractor
 from pipeline.artifacts import check_writable
 from pipeline.parts import save_part
 from pipeline.cache import extract_utterances
-from pipeline.errors import PipelineError
+from pipeline.errors import ParamsError, PipelineError
 from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, training_parts
 from pipeline.crossfit import CrossFitting, content_key, cross_fit
@@ -53,18 +53,38 @@ def stage_configs(modality: str, params: dict):
     return built[0], built[1], built[2], (built[3] if len(built) > 3 else None)
 
 
+def extraction_groups(config, frame: pd.DataFrame) -> list:
+    """(config, rows) for each group of rows extracted alike: all rows, or with a ``visual.region``
+    map, the rows of each side with that side, so their cache entries are those of a run with that
+    side set for all (changing one session's side re-extracts that session only)."""
+    region = getattr(config, "region", None)
+    if not isinstance(region, dict):
+        return [(config, frame)]
+    from extractors.visual import sides
+
+    try:
+        side = np.array(sides(region, frame["utterance_id"].tolist()))
+    except ValueError as exc:
+        raise ParamsError(str(exc)) from exc
+    return [(replace(config, region=s), frame[side == s]) for s in sorted(set(side))]
+
+
 def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True,
                 scheduler=None):
     """Raw vectors of the rows that gave one, a presence mask, missing reasons, per-clip info, counts."""
     _, extractor_cls = media_extractor(modality)
-    results, counts = extract_utterances(frame, partial(extractor_cls, config), modality, asdict(config),
-                                         Path(cache_root) / modality, workers=workers, progress=progress,
-                                         scheduler=scheduler)
+    results, counts = {}, Counter()
+    for part_config, rows in extraction_groups(config, frame):
+        found, part_counts = extract_utterances(rows, partial(extractor_cls, part_config), modality,
+                                                asdict(part_config), Path(cache_root) / modality, workers=workers,
+                                                progress=progress, scheduler=scheduler)
+        results.update(found)
+        counts.update(part_counts)
     ids = frame["utterance_id"].tolist()
     present = np.array([results[u].vector is not None for u in ids], dtype=bool)
     reasons = np.array(["" if results[u].vector is not None else results[u].error or "unknown" for u in ids])
     raw = np.stack([results[u].vector for u in ids if results[u].vector is not None]) if present.any() else None
-    return raw, present, reasons, [results[u].info for u in ids], counts
+    return raw, present, reasons, [results[u].info for u in ids], dict(counts)
 
 
 def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: MediaStage, cnn3d: Cnn3dTraining):
