@@ -1,15 +1,20 @@
 """Extraction speed on the real clips in ../shared/data, as a real-time factor (seconds of media
 per second of wall time; higher is faster): each modality alone on one process, the decode-only
-floor (frames sampled as the visual stage samples them, nothing else), all three through the
+floor (frames sampled and decoded as the visual stage does, nothing else), all three through the
 stages' cache with their default workers, and a Dask LocalCluster with 1 then 2 workers.
+
+"all" runs ``--copies`` segments of every clip through the audio and visual stages (pool start
+included), as a corpus of many clips does; "startup_s" is each stage's wall time for the one
+shortest clip alone: worker start, imports and model loading, paid once per stage run.
 
     python bench/extract_speed.py --data ../shared/data
 
 Run it alone: the machine has 2 cores. The last line is one JSON object:
-{"rtf": {"text", "audio", "visual", "visual_<variant>", "all"}, "floor_rtf", "workers",
+{"rtf": {"text", "audio", "visual", "visual_<variant>", "all"}, "floor_rtf", "workers", "startup_s",
  "dask": {"1": rtf, "2": rtf, "speedup"}, "clips": [...], "face_frames": {variant: per clip}}.
 "visual" is the default (MediaPipe's detector, handcrafted descriptors); the variants time the
-cascade (at full size and on frames downscaled to 240 px) and the landmarks backbone.
+cascade (at full size and on frames downscaled to 240 px), detection every 2nd / 3rd frame,
+decoding every frame (``decode: all``), the landmarks backbone and the active speaker.
 """
 import argparse
 import tempfile
@@ -64,17 +69,19 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=2, help="the stages' default (params.yaml)")
     parser.add_argument("--detect-every", type=int, default=1,
                         help="visual.detect_every for the 'all' figure (the stage's default is 1)")
-    parser.add_argument("--copies", type=int, default=4,
-                        help="segments per clip through the stages ('all'), so pool start-up is not the whole story")
+    parser.add_argument("--copies", type=int, default=16,
+                        help="segments per clip through the stages ('all'): 16 x the clips is about 8 min of media")
     args = parser.parse_args()
     paths = clips(Path(args.data))
     seconds = sum(probe(p).duration for p in paths)
     print(f"{len(paths)} real clips, {seconds:.1f} s of media", flush=True)
     visual, audio = VisualConfig(), AudioConfig()
-    floor, _ = timed(lambda p: load_frames(p, visual.fps, max_side=visual.max_side), paths)
+    floor, _ = timed(lambda p: load_frames(p, visual.fps, max_side=visual.max_side,
+                                           reference_only=visual.decode == "reference"), paths)
     t_audio, _ = timed(AudioExtractor(audio).extract, paths)
     t_visual, results = timed(VisualExtractor(visual).extract, paths)
-    variants = {"cascade": replace(visual, detector="cascade"),
+    variants = {"decode_all": replace(visual, decode="all"),
+                "cascade": replace(visual, detector="cascade"),
                 "cascade_240": replace(visual, detector="cascade", detect_side=240),
                 "every_2": replace(visual, detect_every=2),
                 "every_3": replace(visual, detect_every=3),
@@ -92,6 +99,9 @@ if __name__ == "__main__":
         t_text += time.perf_counter() - start
     except Exception as exc:  # no demo run here: the text time is the tokens' alone
         print(f"text part not loaded ({exc}); text time counts tokenising only")
+    shortest = [min(paths, key=lambda p: probe(p).duration)]
+    startup = {"audio": round(through_cache(shortest, AudioConfig, AudioExtractor, audio, args.workers), 2),
+               "visual": round(through_cache(shortest, VisualConfig, VisualExtractor, visual, args.workers), 2)}
     t_all = (through_cache(paths, AudioConfig, AudioExtractor, audio, args.workers, copies=args.copies)
              + through_cache(paths, VisualConfig, VisualExtractor, replace(visual, detect_every=args.detect_every),
                              args.workers, copies=args.copies)
@@ -116,9 +126,10 @@ if __name__ == "__main__":
                    **{f"visual_{name}": round(seconds / t, 1) for name, (t, _) in sides.items()},
                    "all": round(seconds / t_all, 1)},
            "floor_rtf": round(seconds / floor, 1), "workers": args.workers, "all_detect_every": args.detect_every,
+           "all_copies": args.copies, "startup_s": startup,
            "dask": dask,
            "clips": [p.name for p in paths], "media_seconds": round(seconds, 1), "face_frames": face}
     for key, value in out["rtf"].items():
         print(f"{key:>18}: {value:6.1f}x real time")
-    print(f"{'decode floor':>18}: {out['floor_rtf']:6.1f}x   dask (audio) {dask}")
+    print(f"{'decode floor':>18}: {out['floor_rtf']:6.1f}x   dask (audio) {dask}   stage start-up {startup} s")
     last_line(out)

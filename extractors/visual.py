@@ -191,11 +191,17 @@ class VisualExtractor:
 
     def _largest_boxes(self, regions: list[np.ndarray]) -> list:
         """The largest face in each frame, searched every ``detect_every`` frames (a face moves
-        little in a quarter second; detection is most of the stage's time)."""
+        little in a quarter second; detection is most of the stage's time), and on the frame
+        after one where none was found."""
         every = max(1, int(self.config.detect_every))
-        boxes = []
-        for i, rgb in enumerate(regions):
-            boxes.append(largest(self.finder.find_all(rgb)) if i % every == 0 else boxes[-1])
+        boxes, since = [], every
+        for rgb in regions:
+            if since >= every or boxes[-1] is None:
+                boxes.append(largest(self.finder.find_all(rgb)))
+                since = 1
+            else:
+                boxes.append(boxes[-1])
+                since += 1
         return boxes
 
     def _active_boxes(self, media, start, end, times):

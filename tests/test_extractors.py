@@ -231,3 +231,19 @@ def test_detect_every_searches_every_nth_frame_and_holds_the_box_between(tiny_co
     assert len(calls) == -(-held.info["frames"] // 3)
     assert held.info["face_frames"] == full.info["face_frames"] == full.info["frames"]
     assert held.vector.shape == full.vector.shape
+
+
+def test_detect_every_searches_again_on_the_frame_after_a_miss(tiny_corpus):
+    _, manifest = tiny_corpus
+    extractor = VisualExtractor(VisualConfig(detect_every=3))
+    find_all, calls = extractor.finder.find_all, []
+
+    def first_misses(rgb):
+        calls.append(1)
+        return [] if len(calls) == 1 else find_all(rgb)
+
+    extractor.finder.find_all = first_misses
+    result = extractor.extract(manifest["media"][0])
+    frames = result.info["frames"]
+    assert len(calls) == 1 + -(-(frames - 1) // 3)   # frame 0 missed, so frame 1 was searched, then every 3rd
+    assert result.info["face_frames"] == frames - 1
