@@ -9,11 +9,14 @@ shortest clip alone: worker start, imports and model loading, paid once per stag
 
     python bench/extract_speed.py --data ../shared/data
 
-Run it alone: the machine has 2 cores. The last line is one JSON object:
+Run it alone: the machine has 2 cores. Single-process figures are timed after one untimed clip
+(imports and model loading are start-up, reported apart). Stage workers (forkserver) import this
+script as their main module, so its top imports stay light. The last line is one JSON object:
 {"rtf": {"text", "audio", "visual", "visual_<variant>", "all"}, "floor_rtf", "workers", "startup_s",
+ "box_iou_vs_every_frame": {"every_<n>": per clip},
  "dask": {"1": rtf, "2": rtf, "speedup"}, "clips": [...], "face_frames": {variant: per clip}}.
 "visual" is the default (MediaPipe's detector, handcrafted descriptors); the variants time the
-cascade (at full size and on frames downscaled to 240 px), detection every 2nd / 3rd frame,
+cascade (at full size and on frames downscaled to 240 px), detection on every frame / every 3rd,
 decoding every frame (``decode: all``), the landmarks backbone and the active speaker.
 """
 import argparse
@@ -28,7 +31,6 @@ import pandas as pd
 from common import last_line
 
 from extractors.audio import AudioConfig, AudioExtractor
-from extractors.text import tokenize
 from extractors.media import load_frames, probe
 from extractors.visual import VisualConfig, VisualExtractor
 from pipeline.cache import extract_utterances
@@ -40,10 +42,33 @@ def clips(data: Path) -> list[Path]:
     return [c for c in found if c.is_file()]
 
 
-def timed(fn, items) -> tuple[float, list]:
+def timed(fn, items, warm=None) -> tuple[float, list]:
+    """Seconds for ``fn`` over ``items``, after one untimed call on ``warm`` (imports, model loading)."""
+    if warm is not None:
+        fn(warm)
     start = time.perf_counter()
     out = [fn(i) for i in items]
     return time.perf_counter() - start, out
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes; two frames without a face agree (1)."""
+    if a is None or b is None:
+        return float(a is None and b is None)
+    w = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return w * h / (a[2] * a[3] + b[2] * b[3] - w * h)
+
+
+def box_agreement(paths, config) -> dict:
+    """Per clip, the mean IoU of ``config``'s speaker boxes against detection on every frame."""
+    exact, fast = VisualExtractor(replace(config, detect_every=1)), VisualExtractor(config)
+    out = {}
+    for p in paths:
+        frames, _ = load_frames(p, config.fps, max_side=config.max_side, reference_only=config.decode == "reference")
+        out[p.name] = round(float(np.mean([iou(a, b) for a, b in zip(exact._largest_boxes(list(frames)),
+                                                                      fast._largest_boxes(list(frames)))])), 3)
+    return out
 
 
 def manifest_of(paths, copies: int) -> pd.DataFrame:
@@ -67,8 +92,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--workers", type=int, default=2, help="the stages' default (params.yaml)")
-    parser.add_argument("--detect-every", type=int, default=1,
-                        help="visual.detect_every for the 'all' figure (the stage's default is 1)")
+    parser.add_argument("--detect-every", type=int, default=VisualConfig.detect_every,
+                        help="visual.detect_every for the 'all' figure (default: the stage's)")
     parser.add_argument("--copies", type=int, default=16,
                         help="segments per clip through the stages ('all'): 16 x the clips is about 8 min of media")
     args = parser.parse_args()
@@ -78,16 +103,18 @@ if __name__ == "__main__":
     visual, audio = VisualConfig(), AudioConfig()
     floor, _ = timed(lambda p: load_frames(p, visual.fps, max_side=visual.max_side,
                                            reference_only=visual.decode == "reference"), paths)
-    t_audio, _ = timed(AudioExtractor(audio).extract, paths)
-    t_visual, results = timed(VisualExtractor(visual).extract, paths)
+    shortest = min(paths, key=lambda p: probe(p).duration)
+    t_audio, _ = timed(AudioExtractor(audio).extract, paths, shortest)
+    t_visual, results = timed(VisualExtractor(visual).extract, paths, shortest)
     variants = {"decode_all": replace(visual, decode="all"),
                 "cascade": replace(visual, detector="cascade"),
                 "cascade_240": replace(visual, detector="cascade", detect_side=240),
-                "every_2": replace(visual, detect_every=2),
+                "every_1": replace(visual, detect_every=1),
                 "every_3": replace(visual, detect_every=3),
                 "landmarks": replace(visual, backbone="landmarks"),
                 "active": replace(visual, speaker="active")}
-    sides = {name: timed(VisualExtractor(config).extract, paths) for name, config in variants.items()}
+    sides = {name: timed(VisualExtractor(config).extract, paths, shortest) for name, config in variants.items()}
+    from extractors.text import tokenize   # here, not above: worker processes import this module, and torch is slow
     words = ["so", "what", "do", "you", "think", "about", "the", "plan", "for", "tonight"]
     t_text, _ = timed(lambda p: tokenize(" ".join(words)), paths)   # tokenising; the CNN runs per batch below
     try:
@@ -99,9 +126,8 @@ if __name__ == "__main__":
         t_text += time.perf_counter() - start
     except Exception as exc:  # no demo run here: the text time is the tokens' alone
         print(f"text part not loaded ({exc}); text time counts tokenising only")
-    shortest = [min(paths, key=lambda p: probe(p).duration)]
-    startup = {"audio": round(through_cache(shortest, AudioConfig, AudioExtractor, audio, args.workers), 2),
-               "visual": round(through_cache(shortest, VisualConfig, VisualExtractor, visual, args.workers), 2)}
+    startup = {"audio": round(through_cache([shortest], AudioConfig, AudioExtractor, audio, args.workers), 2),
+               "visual": round(through_cache([shortest], VisualConfig, VisualExtractor, visual, args.workers), 2)}
     t_all = (through_cache(paths, AudioConfig, AudioExtractor, audio, args.workers, copies=args.copies)
              + through_cache(paths, VisualConfig, VisualExtractor, replace(visual, detect_every=args.detect_every),
                              args.workers, copies=args.copies)
@@ -127,6 +153,8 @@ if __name__ == "__main__":
                    "all": round(seconds / t_all, 1)},
            "floor_rtf": round(seconds / floor, 1), "workers": args.workers, "all_detect_every": args.detect_every,
            "all_copies": args.copies, "startup_s": startup,
+           "box_iou_vs_every_frame": {f"every_{n}": box_agreement(paths, replace(visual, detect_every=n))
+                                      for n in sorted({visual.detect_every, 3} - {1})},
            "dask": dask,
            "clips": [p.name for p in paths], "media_seconds": round(seconds, 1), "face_frames": face}
     for key, value in out["rtf"].items():

@@ -59,7 +59,7 @@ class VisualConfig:
     decode: str = "reference"  # reference | all: see Decode; a MELD clip decodes 35 % faster
     detector: str = "mediapipe"  # mediapipe (BlazeFace full range) | cascade (OpenCV Haar)
     detect_side: int = 0     # cascade, > 0: find faces on a copy downscaled to this side (faster)
-    detect_every: int = 1    # find faces on every n-th sampled frame; the frames between keep its box
+    detect_every: int = 2    # find faces on every n-th sampled frame (and after a miss); the frames between keep its box
     speaker: str = "largest"  # largest | active (the face whose mouth moves with the audio envelope)
     active_fps: float = 12.0  # active: frames per second for following mouths (syllables are 3-6 Hz)
     clip_frames: int = 8     # cnn3d
