@@ -43,6 +43,17 @@ def compare(store: dict, variants: dict, train_params: dict, seeds, log=print) -
     return table
 
 
+def training_share(store: dict, share: float, seed: int = 0) -> dict:
+    """The store with only ``share`` of its training dialogues (seeded) left in ``train``; the
+    rest become ``unused``. Valid and test stay whole: a learning curve's points compare."""
+    if share >= 1:
+        return store
+    dialogues = np.unique(store["dialogue_id"][store["split"] == "train"])
+    kept = np.random.default_rng(seed).choice(dialogues, max(1, round(share * len(dialogues))), replace=False)
+    dropped = (store["split"] == "train") & ~np.isin(store["dialogue_id"], kept)
+    return dict(store, split=np.where(dropped, "unused", store["split"]))
+
+
 def print_table(table: dict) -> None:
     print(f"{'model':>14} | {'acc mean':>8} {'min':>6} {'max':>6} | {'wF1 mean':>8} {'min':>6} {'max':>6}")
     for name, r in table.items():

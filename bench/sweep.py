@@ -6,12 +6,13 @@
 
 Stores come from the text benchmarks' ``--stores`` folder or the pipeline's ``data/store.npz``.
 Training settings default to the text benchmarks' (``--train '{"lr": 5e-4}'`` overrides them);
-selection uses the valid split only. The last line is one JSON object, as the other benchmarks'.
+selection uses the valid split only. ``--train-share 0.25`` trains on a quarter of the training
+dialogues (valid and test whole), for learning curves. The last line is one JSON object, as the other benchmarks'.
 """
 import argparse
 import json
 
-from common import TEXT_TRAIN, compare, last_line, print_table
+from common import TEXT_TRAIN, compare, last_line, print_table, training_share
 
 from pipeline.store import load_store
 
@@ -22,9 +23,11 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, action="append", help="run these seeds only (repeatable), not 0..N-1")
     parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "MODEL_JSON"), required=True)
     parser.add_argument("--train", default="{}", help="JSON overriding the training settings")
+    parser.add_argument("--train-share", type=float, default=1.0,
+                        help="train on this share of the training dialogues (seed 0 picks them): a learning curve")
     args = parser.parse_args()
     variants = {name: json.loads(spec) for name, spec in args.variant}
-    table = compare(load_store(args.store), variants, {**TEXT_TRAIN, **json.loads(args.train)},
+    table = compare(training_share(load_store(args.store), args.train_share), variants, {**TEXT_TRAIN, **json.loads(args.train)},
                     args.seed or args.seeds)
     print_table(table)
     last_line(table)
