@@ -11,7 +11,7 @@ utterance's ``Faces``:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from fnmatch import fnmatchcase
 from functools import cache
@@ -64,6 +64,10 @@ class VisualConfig:
     active_fps: float = 12.0  # active: frames per second for following mouths (syllables are 3-6 Hz)
     clip_frames: int = 8     # cnn3d
     clip_size: int = 32      # cnn3d
+
+    def per_utterance(self, utterance_ids) -> list[VisualConfig]:
+        """The config each utterance is extracted with: ``region`` resolved to its side (``sides``)."""
+        return [replace(self, region=side) for side in sides(self.region, utterance_ids)]
 
 
 def sides(region: str | dict, utterance_ids) -> list[str]:

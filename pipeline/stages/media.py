@@ -3,7 +3,7 @@ reducer, or the 3D-CNN) fitted on the training split turns the raw vectors into 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -54,19 +54,20 @@ def stage_configs(modality: str, params: dict):
 
 
 def extraction_groups(config, frame: pd.DataFrame) -> list:
-    """(config, rows) for each group of rows extracted alike: all rows, or with a ``visual.region``
-    map, the rows of each side with that side, so their cache entries are those of a run with that
-    side set for all (changing one session's side re-extracts that session only)."""
-    region = getattr(config, "region", None)
-    if not isinstance(region, dict):
+    """(config, rows) for each group of rows extracted alike. A config whose settings differ by
+    utterance (``per_utterance``: a ``visual.region`` map) gives one group per resolved config, so
+    its cache entries are those of a run with that config for all (changing one session's side
+    re-extracts that session only)."""
+    if not hasattr(config, "per_utterance"):
         return [(config, frame)]
-    from extractors.visual import sides
-
     try:
-        side = np.array(sides(region, frame["utterance_id"].tolist()))
+        resolved = config.per_utterance(frame["utterance_id"].tolist())
     except ValueError as exc:
         raise ParamsError(str(exc)) from exc
-    return [(replace(config, region=s), frame[side == s]) for s in sorted(set(side))]
+    groups = {}
+    for position, one in enumerate(resolved):
+        groups.setdefault(one, []).append(position)
+    return [(one, frame.iloc[rows]) for one, rows in groups.items()]
 
 
 def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True,
