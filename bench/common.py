@@ -43,6 +43,21 @@ def compare(store: dict, variants: dict, train_params: dict, seeds, log=print) -
     return table
 
 
+def repeated_segments(media: list, rows: int):
+    """``rows`` manifest rows cycling over the clips ``media``, each the whole clip but ending a
+    millisecond earlier than its previous row, so every row is its own cache entry: a corpus of
+    any size from a few clips (each clip probed once)."""
+    import pandas as pd
+
+    from extractors.media import probe
+
+    media = [str(m) for m in media]
+    duration = {m: probe(m).duration for m in media}
+    return pd.DataFrame([{"utterance_id": f"u{i}", "media": media[i % len(media)], "start": 0.0,
+                          "end": duration[media[i % len(media)]] - 0.001 * (1 + i // len(media))}
+                         for i in range(rows)])
+
+
 def training_share(store: dict, share: float, seed: int = 0) -> dict:
     """The store with only ``share`` of its training dialogues (seeded) left in ``train``; the
     rest become ``unused``. Valid and test stay whole: a learning curve's points compare."""

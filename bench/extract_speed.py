@@ -29,8 +29,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from common import last_line
+from common import last_line, repeated_segments
 
 from extractors.audio import AudioConfig, AudioExtractor
 from extractors.media import load_frames, probe
@@ -67,22 +66,15 @@ def box_agreement(paths, config) -> dict:
     exact, fast = VisualExtractor(replace(config, detect_every=1)), VisualExtractor(config)
     out = {}
     for p in paths:
-        frames, _ = load_frames(p, config.fps, max_side=config.max_side, reference_only=config.decode == "reference")
-        out[p.name] = round(float(np.mean([iou(a, b) for a, b in zip(exact._largest_boxes(list(frames)),
-                                                                      fast._largest_boxes(list(frames)))])), 3)
+        frames = list(load_frames(p, config.fps, max_side=config.max_side, reference_only=fast.reference_only)[0])
+        out[p.name] = round(float(np.mean([iou(a, b) for a, b in zip(exact._largest_boxes(frames),
+                                                                      fast._largest_boxes(frames))])), 3)
     return out
-
-
-def manifest_of(paths, copies: int) -> pd.DataFrame:
-    rows = [{"utterance_id": f"{p.stem}_{k}", "media": str(p), "start": np.nan, "end": np.nan}
-            for k in range(copies) for p in paths]
-    return pd.DataFrame(rows)
 
 
 def through_cache(paths, config_cls, extractor_cls, config, workers, scheduler=None, copies=1) -> float:
     """Wall seconds for every clip through the stage's cache (fresh), ``copies`` segments each."""
-    frame = manifest_of(paths, copies)
-    frame["end"] = [probe(m).duration - 0.001 * (i // len(paths)) for i, m in enumerate(frame["media"])]  # distinct keys
+    frame = repeated_segments(paths, copies * len(paths))
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         extract_utterances(frame, partial(extractor_cls, config), config_cls.__name__, asdict(config), cache,
@@ -103,8 +95,9 @@ if __name__ == "__main__":
     seconds = sum(probe(p).duration for p in paths)
     print(f"{len(paths)} real clips, {seconds:.1f} s of media", flush=True)
     visual, audio = VisualConfig(), AudioConfig()
-    floor, _ = timed(lambda p: load_frames(p, visual.fps, max_side=visual.max_side,
-                                           reference_only=visual.decode == "reference"), paths)
+    reference_only = VisualExtractor(visual).reference_only
+    floor, _ = timed(lambda p: load_frames(p, visual.fps, max_side=visual.max_side, reference_only=reference_only),
+                     paths)
     shortest = min(paths, key=lambda p: probe(p).duration)
     t_audio, _ = timed(AudioExtractor(audio).extract, paths, shortest)
     t_visual, results = timed(VisualExtractor(visual).extract, paths, shortest)
@@ -153,7 +146,7 @@ if __name__ == "__main__":
                    "visual": round(seconds / t_visual, 1),
                    **{f"visual_{name}": round(seconds / t, 1) for name, (t, _) in sides.items()},
                    "all": round(seconds / t_all, 1),
-                   # as a corpus of thousands of clips sees it: each stage's start-up paid once, not per 16 copies
+                   # as a corpus of thousands of clips sees it: each stage's start-up paid once, not once per --copies
                    "all_steady": round(seconds / (t_all - sum(startup.values()) / args.copies), 1)},
            "floor_rtf": round(seconds / floor, 1), "workers": args.workers, "all_detect_every": args.detect_every,
            "all_copies": args.copies, "startup_s": startup,

@@ -26,9 +26,8 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from common import last_line
+from common import last_line, repeated_segments
 
-from extractors.media import probe
 from extractors.registry import media_extractor
 from pipeline.cache import extract_utterances
 
@@ -36,11 +35,8 @@ from pipeline.cache import extract_utterances
 def corpus(manifest: Path, clips: int) -> pd.DataFrame:
     media = sorted(set(pd.read_csv(manifest)["media"]))
     base = Path(manifest).parent
-    media = [m if Path(m).is_absolute() or Path(m).is_file() else str(base / m) for m in media]
-    duration = {m: probe(m).duration for m in media}
-    rows = [{"utterance_id": f"u{i}", "media": media[i % len(media)], "start": 0.0,
-             "end": duration[media[i % len(media)]] - 0.001 * (1 + i // len(media))} for i in range(clips)]
-    return pd.DataFrame(rows)
+    return repeated_segments([m if Path(m).is_absolute() or Path(m).is_file() else str(base / m) for m in media],
+                             clips)
 
 
 def run(frame, modality: str, cache: str, workers: int):
