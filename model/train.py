@@ -63,9 +63,17 @@ def pick_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed every generator and ask CUDA for its deterministic kernels: without them cuDNN picks
+    convolution algorithms by timing and index-add backward passes race, so two GPU runs with one
+    seed differ. CPU kernels are deterministic already."""
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # cuBLAS's deterministic workspace
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)     # warn where no such kernel exists
 
 
 def feature_dims(store: dict, modalities) -> dict:

@@ -162,6 +162,15 @@ def test_trains_on_cuda_with_auto_device():
     assert summary["device"].startswith("cuda") and np.isfinite(history[-1]["loss"])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_runs_with_one_seed_are_identical():
+    runs = [train(make_store(), ModelConfig(d=16), TrainConfig(epochs=3, device="cuda"), progress=False)
+            for _ in range(2)]
+    (first, _, _), (second, _, _) = runs
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_torchrun_ddp_two_gloo_processes(tmp_path):
     store = make_store(n_dialogues=8)
     np.savez(tmp_path / "store.npz", **store)
