@@ -69,6 +69,25 @@ def training_share(store: dict, share: float, seed: int = 0) -> dict:
     return dict(store, split=np.where(dropped, "unused", store["split"]))
 
 
+def store_sweep_arguments(parser) -> None:
+    """The options of a sweep over one saved store: --store, --seeds, --seed, --train."""
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed", type=int, action="append", help="run these seeds only (repeatable), not 0..N-1")
+    parser.add_argument("--train", default="{}", help="JSON overriding the training settings")
+
+
+def run_store_sweep(args, variants: dict, share: float = 1.0) -> None:
+    """Train ``variants`` on ``args.store`` over the seeds (the text benchmarks' training settings,
+    ``--train`` on top); print the table, then its JSON as the last line."""
+    from pipeline.store import load_store
+
+    table = compare(training_share(load_store(args.store), share), variants, {**TEXT_TRAIN, **json.loads(args.train)},
+                    args.seed or args.seeds)
+    print_table(table)
+    last_line(table)
+
+
 def print_table(table: dict) -> None:
     print(f"{'model':>14} | {'acc mean':>8} {'min':>6} {'max':>6} | {'wF1 mean':>8} {'min':>6} {'max':>6}")
     for name, r in table.items():

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 
 import numpy as np
+from common import last_line
 
 from model.dimmn import DIMMN
 from model.explain import explain
@@ -21,14 +22,8 @@ from model.train import load_checkpoint, pick_device
 from pipeline.store import load_store
 
 
-def level_factors(model, store, rows_mask, device) -> np.ndarray:
-    """(utterances, H - 1): |att_g[0] - att_other[0]| at each level that feeds the next one."""
-    parts = [d["views"][:, :-1, 0, 0] - d["views"][:, :-1, 1, 0] for d in explain(model, store, rows_mask, device)]
-    return np.abs(np.concatenate(parts))
-
-
-def predictions(model, store, rows_mask, device) -> np.ndarray:
-    return np.concatenate([d["probs"].argmax(1) for d in explain(model, store, rows_mask, device)])
+def predictions(explained: list[dict]) -> np.ndarray:
+    return np.concatenate([d["probs"].argmax(1) for d in explained])
 
 
 if __name__ == "__main__":
@@ -43,21 +38,20 @@ if __name__ == "__main__":
         raise SystemExit(f"{args.checkpoint}: no multiview fusion (fusion: concat, or one modality)")
     store = load_store(args.store)
     test = store["split"] == "test"
-    rows = np.concatenate([d["rows"] for d in explain(model, store, test, device)])
-    labels = store["label"][rows]
-    trained_h = model.config.H
-    factors = level_factors(model, store, test, device)
+    explained = explain(model, store, test, device)
+    labels = store["label"][np.concatenate([d["rows"] for d in explained])]
+    # |att_g[0] - att_other[0]| at each level that feeds the next one: (utterances, H - 1)
+    factors = np.abs(np.concatenate([d["views"][:, :-1, 0, 0] - d["views"][:, :-1, 1, 0] for d in explained]))
     per_level = {f"level_{i + 1}": {"median": round(float(np.median(f)), 4), "p90": round(float(np.quantile(f, 0.9)), 4)}
                  for i, f in enumerate(factors.T)}
     for name, v in per_level.items():
         print(f"{name}: the columns' gap shrinks by x{v['median']} (median), x{v['p90']} (90th percentile)")
-    reference = predictions(model, store, test, device)
-    by_h = {}
+    reference, trained_h, by_h = predictions(explained), model.config.H, {}
     for h in args.levels:
         other = DIMMN(dataclasses.replace(model.config, H=h), blob["dims"], len(blob["classes"]))
         other.load_state_dict(model.state_dict())
-        pred = predictions(other.to(device), store, test, device)
+        pred = predictions(explain(other.to(device), store, test, device))
         by_h[h] = {"acc": round(100 * float((pred == labels).mean()), 2),
                    "changed": round(100 * float((pred != reference).mean()), 2)}
         print(f"H={h}: test acc {by_h[h]['acc']:.2f}, predictions changed vs trained H={trained_h}: {by_h[h]['changed']:.2f} %")
-    print(__import__("json").dumps({"trained_H": trained_h, "factors": per_level, "by_H": by_h}))
+    last_line({"trained_H": trained_h, "factors": per_level, "by_H": by_h})

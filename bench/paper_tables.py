@@ -14,9 +14,7 @@ error, and Table 8 there is the 16 (K, L) pairs. A variant equal to the base run
 import argparse
 import json
 
-from common import TEXT_TRAIN, compare, last_line, print_table
-
-from pipeline.store import load_store
+from common import run_store_sweep, store_sweep_arguments
 
 ORTHOGONAL = [(2, 3, 5), (2, 4, 6), (2, 6, 7), (2, 8, 8), (3, 3, 6), (3, 4, 5), (3, 6, 8), (3, 8, 7),
               (4, 3, 7), (4, 4, 8), (4, 6, 5), (4, 8, 6), (5, 3, 8), (5, 4, 7), (5, 6, 6), (5, 8, 5)]   # Table 8
@@ -46,8 +44,8 @@ def variants_for(tables: list[str], base: dict) -> dict:
             if single:
                 change = {k: v for k, v in change.items() if k not in FUSION_ONLY}
                 name = "_".join(part for part in name.split("_") if part[0] not in "H") or name
-            if key({**full_base, **change}) not in seen:
-                seen.add(key({**full_base, **change}))
+            if (signature := key({**full_base, **change})) not in seen:
+                seen.add(signature)
                 variants[name] = {**base, **change}
     baseline = {k: v for k, v in base.items() if k in ("modalities", "dropout")}
     variants["bclstm"] = {**baseline, "mode": "bclstm", "fusion": "concat"}
@@ -57,15 +55,10 @@ def variants_for(tables: list[str], base: dict) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", required=True)
+    store_sweep_arguments(parser)
     parser.add_argument("--tables", nargs="+", choices=list(TABLES), required=True)
     parser.add_argument("--base", default="{}", help="JSON model params every variant starts from")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--seed", type=int, action="append", help="run these seeds only (repeatable), not 0..N-1")
-    parser.add_argument("--train", default="{}", help="JSON overriding the training settings")
     args = parser.parse_args()
     variants = variants_for(args.tables, json.loads(args.base))
     print("variants:", ", ".join(variants), flush=True)
-    table = compare(load_store(args.store), variants, {**TEXT_TRAIN, **json.loads(args.train)}, args.seed or args.seeds)
-    print_table(table)
-    last_line(table)
+    run_store_sweep(args, variants)

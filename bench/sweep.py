@@ -12,22 +12,13 @@ dialogues (valid and test whole), for learning curves. The last line is one JSON
 import argparse
 import json
 
-from common import TEXT_TRAIN, compare, last_line, print_table, training_share
-
-from pipeline.store import load_store
+from common import run_store_sweep, store_sweep_arguments
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--seed", type=int, action="append", help="run these seeds only (repeatable), not 0..N-1")
+    store_sweep_arguments(parser)
     parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "MODEL_JSON"), required=True)
-    parser.add_argument("--train", default="{}", help="JSON overriding the training settings")
     parser.add_argument("--train-share", type=float, default=1.0,
                         help="train on this share of the training dialogues (seed 0 picks them): a learning curve")
     args = parser.parse_args()
-    variants = {name: json.loads(spec) for name, spec in args.variant}
-    table = compare(training_share(load_store(args.store), args.train_share), variants, {**TEXT_TRAIN, **json.loads(args.train)},
-                    args.seed or args.seeds)
-    print_table(table)
-    last_line(table)
+    run_store_sweep(args, {name: json.loads(spec) for name, spec in args.variant}, args.train_share)
