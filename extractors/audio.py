@@ -23,12 +23,20 @@ class AudioFeatureSet(str, Enum):
     fbank = "fbank"   # torchaudio log-mel: mean, std, and delta std of each band
 
 
+# The shortest signal (samples at 16 kHz) for which openSMILE 2.x gives finite functionals: below
+# it every value is NaN (its longest analysis window). Measured per set with noise signals.
+MIN_SAMPLES = {"ComParE_2016": 960, "eGeMAPSv02": 960, "emobase": 640, "IS09": 400, "IS10": 1120,
+               "IS11": 1120, "IS12": 1120, "IS13": 960}
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     feature_set: str = "ComParE_2016"
     feature_level: str = "functionals"     # openSMILE level; functionals = one vector per utterance
     mel_bins: int = 40                     # fbank only
     silence_rms: float = 1e-4              # a track quieter than this counts as silent
+
+    CHOICES = {"feature_set": AudioFeatureSet, "feature_level": ("functionals",)}
 
 
 class AudioExtractor:
@@ -52,11 +60,26 @@ class AudioExtractor:
         rms = float(np.sqrt(np.mean(signal ** 2)))
         if rms < self.config.silence_rms:
             return Result(None, {"rms": rms}, "silent", f"{media}: audio track is silent (rms {rms:.1e})")
+        info = {"rms": rms, "seconds": len(signal) / SAMPLE_RATE}
+        if too_short := self._too_short(media, signal):
+            return Result(None, info, "too_short", too_short)
         if self.smile is not None:
             vector = self.smile.process_signal(signal, SAMPLE_RATE).to_numpy()[0]
         else:
             vector = self._fbank(signal)
-        return Result(np.nan_to_num(vector).astype(np.float32), {"rms": rms, "seconds": len(signal) / SAMPLE_RATE})
+        bad = int((~np.isfinite(vector)).sum())
+        if bad:   # never zeros marked present
+            return Result(None, info, "non_finite", f"{media}: {self.feature_set.value} gave {bad} of {vector.size} "
+                                                    f"values NaN or infinite")
+        return Result(np.asarray(vector, np.float32), info)
+
+    def _too_short(self, media, signal) -> str | None:
+        """Why the segment is too short for the feature set, or None (fbank pads to one window)."""
+        need = MIN_SAMPLES.get(self.feature_set.value, 0)
+        if len(signal) >= need:
+            return None
+        return (f"{media}: segment of {1000 * len(signal) / SAMPLE_RATE:.0f} ms is too short for "
+                f"{self.feature_set.value} (needs {1000 * need / SAMPLE_RATE:.0f} ms)")
 
     def _fbank(self, signal):
         import torch
