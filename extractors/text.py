@@ -59,6 +59,9 @@ def has_words(text) -> bool:
     return bool(tokenize(text))
 
 
+PICKLED_VECTORS = (".kv", ".model", ".pkl", ".pickle")   # gensim's native save(): a pickle
+
+
 def load_vectors(config: TextConfig, train_tokens: list[list[str]]):
     """gensim KeyedVectors as the config says; the dimension must match ``embedding_dim``."""
     from gensim.models import KeyedVectors, Word2Vec
@@ -80,11 +83,12 @@ def load_vectors(config: TextConfig, train_tokens: list[list[str]]):
         path = Path(source)
         if not path.is_file():
             raise TextError(f"{path}: word-vector file not found")
+        if path.suffix in PICKLED_VECTORS:
+            raise TextError(f"{path}: gensim's own {path.suffix} files are pickles, which run code when loaded; "
+                            f"give word vectors in word2vec format (.txt or .bin). On a machine you trust: "
+                            f"KeyedVectors.load(...).save_word2vec_format('vectors.bin', binary=True)")
         try:
-            if path.suffix in (".kv", ".model"):
-                vectors = KeyedVectors.load(str(path))
-            else:
-                vectors = KeyedVectors.load_word2vec_format(str(path), binary=path.suffix == ".bin")
+            vectors = KeyedVectors.load_word2vec_format(str(path), binary=path.suffix == ".bin")
         except Exception as exc:  # gensim raises many types for a malformed file
             raise TextError(f"{path}: cannot be read as word vectors ({exc})") from exc
     if vectors.vector_size != config.embedding_dim:

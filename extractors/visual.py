@@ -65,6 +65,9 @@ class VisualConfig:
     clip_frames: int = 8     # cnn3d
     clip_size: int = 32      # cnn3d
 
+    CHOICES = {"backbone": lambda: BACKBONES, "no_face": NoFace, "region": Region, "decode": Decode,
+               "detector": ("mediapipe", "cascade"), "speaker": Speaker}
+
     def per_utterance(self, utterance_ids) -> list[VisualConfig]:
         """The config each utterance is extracted with: ``region`` resolved to its side (``sides``)."""
         return [replace(self, region=side) for side in sides(self.region, utterance_ids)]

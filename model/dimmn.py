@@ -40,6 +40,11 @@ class ModelConfig:
     direction: str = "forward"     # forward (the paper: causal TCN, GRUs) | both (non-causal TCN, BiGRUs summed)
     dropout: float = 0.3
 
+    # the values each choice takes (checked with every params value when a stage starts)
+    CHOICES = {"mode": ("dimmn", "utterance", "bclstm"), "fusion": ("multiview", "concat"),
+               "attention": ("matrix", "hadamard"), "context": ("tcn", "gru"), "window": ("past", "all"),
+               "direction": ("forward", "both")}
+
     def view_pairs(self) -> list[tuple[str, str]]:
         pairs = []
         for view in self.views.upper().split("+"):

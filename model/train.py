@@ -52,6 +52,8 @@ class TrainConfig:
     cv_folds: int = 0              # >= 2: choose the epoch count by grouped K-fold CV, then refit on train + valid
     resume: bool = False
 
+    CHOICES = {"select_on": ("wf1", "loss")}
+
 
 RESUMABLE_CHANGES = {"resume", "epochs", "device"}   # settings a resumed run may change
 
@@ -181,6 +183,9 @@ def save_atomic(blob: dict, path) -> None:
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)   # mkstemp makes it private; a checkpoint is shared like any output
         os.replace(tmp, path)
+    except OSError as exc:   # a full disk, a directory in the way: name the checkpoint, not the temp file
+        Path(tmp).unlink(missing_ok=True)
+        raise ModelError(f"{path}: cannot write the checkpoint ({exc.strerror or exc})") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -189,17 +194,22 @@ def save_atomic(blob: dict, path) -> None:
 def load_blob(path, what: str) -> dict:
     """A checkpoint of tensors and plain values; code in it (or a torn file) is refused, naming the file."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ModelError(f"{path}: the {what} is not a file")
     if not path.is_file():
         raise ModelError(f"{path}: {what} not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelError(f"{path}: not a {what} this pipeline wrote, or damaged (refused: "
-                         f"{str(exc).splitlines()[0][:200]})") from exc
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]   # an empty file's error has no text
+        raise ModelError(f"{path}: not a {what} this pipeline wrote, or damaged (refused: {first[:200]})") from exc
+    if not isinstance(blob, dict):
+        raise ModelError(f"{path}: not a {what} this pipeline wrote (it holds a {type(blob).__name__})")
+    return blob
 
 
 def _load_resume(last_path: Path) -> dict | None:
-    if not last_path.is_file():
+    if not last_path.exists():
         return None
     state = load_blob(last_path, "resume checkpoint")
     if not isinstance(state, dict) or "fingerprint" not in state:
@@ -265,7 +275,7 @@ def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=No
     train_mask, valid_mask = _split_masks(store, cfg, select)
     stats_rows = train_mask & (store["label"] >= 0)
     model = build_model(store, model_config)
-    model.set_input_stats({m: store[m][stats_rows & store.get(f"{m}_present", stats_rows)] for m in model.modalities})
+    model.set_input_stats(training_inputs(store, model.modalities, stats_rows))
     model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_classes = len(store["classes"])
@@ -306,6 +316,9 @@ def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=No
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
                 logits = net(batch["feats"], batch["present"], batch["mask"], batch["speakers"])
                 loss = loss_fn(logits.float().reshape(-1, n_classes), batch["labels"].reshape(-1))
+            if not torch.isfinite(loss):
+                raise ModelError(f"the training loss became {loss.item()} at epoch {epoch}: training stopped, no "
+                                 f"model written; lower train.lr (now {cfg.lr}) or check the store's features")
             optimiser.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -345,6 +358,27 @@ def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=No
     return model, history, summary
 
 
+def training_inputs(store: dict, modalities, rows: np.ndarray) -> dict:
+    """Each modality's present training rows, for the input statistics. A modality no training
+    row has, or any non-finite value in a present row, is an error: either would train on NaN."""
+    feats = {}
+    for m in modalities:
+        if m not in store:
+            raise ModelError(f"the store has no {m} features (model.modalities is {list(modalities)})")
+        present = np.asarray(store.get(f"{m}_present", np.ones(len(rows), bool)), bool)
+        bad = ~np.isfinite(store[m]).all(axis=1)   # absent rows too: NaN times a zero mask is NaN
+        if bad.any():
+            ids = store.get("utterance_id", np.arange(len(bad)))
+            raise ModelError(f"{int(bad.sum())} utterance(s) have non-finite {m} features (e.g. "
+                             f"{ids[np.flatnonzero(bad)[0]]!r}): the store is damaged; rebuild it with align")
+        mine = rows & present
+        if not mine.any():
+            raise ModelError(f"no labelled training utterance has {m} features (0 of {int(rows.sum())} present): "
+                             f"drop {m} from model.modalities, or check the {m} stage's coverage")
+        feats[m] = store[m][mine]
+    return feats
+
+
 def h_metrics(entry: dict) -> dict:
     """A history entry's valid measures under the names ``_score`` reads."""
     return {"wf1": entry["valid_wf1"], "loss": entry["valid_loss"]}
@@ -361,6 +395,22 @@ def save_checkpoint(model, store, model_config, train_config, path, summary) -> 
     save_atomic({"model": model.state_dict(), "model_config": asdict(model_config),
                  "train_config": asdict(train_config), "dims": feature_dims(store, model_config.modalities),
                  "classes": [str(c) for c in store["classes"]], "summary": summary}, path)
+
+
+def check_store_fits(store: dict, blob: dict, store_name, checkpoint_name) -> None:
+    """The store must hold the checkpoint's classes in its order and each modality at the
+    dimension the model reads: else metrics would come out under the wrong names, or not at all."""
+    ours, theirs = [str(c) for c in store["classes"]], [str(c) for c in blob["classes"]]
+    if ours != theirs:
+        raise ModelError(f"{store_name}: its classes {ours} are not the model's {theirs} (in that order) from "
+                         f"{checkpoint_name}: labels would be read under the wrong names; use the store the model "
+                         f"was trained on, or retrain")
+    for m, dim in blob["dims"].items():
+        if m not in store:
+            raise ModelError(f"{store_name}: has no {m} features, which the model {checkpoint_name} reads")
+        if store[m].ndim != 2 or store[m].shape[1] != dim:
+            raise ModelError(f"{store_name}: {m} features are {store[m].shape[-1]}-d, but the model "
+                             f"{checkpoint_name} reads {dim}-d: the store comes from another run")
 
 
 def load_checkpoint(path, device="cpu") -> tuple[DIMMN, dict]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ class FeatureCache:
                 meta = json.loads(str(data["meta"]))
                 vector = data["vector"] if "vector" in data.files else None
                 return Result(vector, meta.get("info", {}), meta.get("error"), meta.get("message"))
-        except (ValueError, OSError, EOFError, KeyError, json.JSONDecodeError) as exc:  # BadZipFile is an OSError
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
             raise CorruptEntry(path, exc) from exc
 
     def put(self, key: str, result: Result) -> None:
@@ -61,15 +62,37 @@ class FeatureCache:
         atomic_write(self.path(key), lambda handle: np.savez(handle, **arrays))
 
 
+class WorkerStartError(ExtractorError):
+    """An extractor that could not be built in a worker; the stage fails with its message."""
+
+
+def build_extractor(factory, where: str = "the stage process"):
+    """``factory()``, any failure as one clear error. The stage builds its extractor once itself
+    before any worker starts, so a bad setting fails there and never inside a pool."""
+    try:
+        return factory()
+    except ExtractorError:
+        raise
+    except Exception as exc:  # an unknown choice, a missing model file, a library that will not load
+        raise WorkerStartError(f"cannot start the extractor in {where} ({type(exc).__name__}: {exc})") from exc
+
+
 _WORKER = {}
 
 
 def _init_worker(factory, cache_root):
-    _WORKER["extractor"] = factory()
+    # A pool respawns a worker whose initializer raises, forever: keep the error and let the
+    # first task raise it instead, which ends the pool and reaches the stage.
+    try:
+        _WORKER["extractor"], _WORKER["error"] = build_extractor(factory, "a worker process"), None
+    except ExtractorError as exc:
+        _WORKER["extractor"], _WORKER["error"] = None, str(exc)
     _WORKER["cache"] = FeatureCache(cache_root)
 
 
 def _run_one(job):
+    if _WORKER.get("error"):
+        raise WorkerStartError(_WORKER["error"])
     key, media, start, end = job
     try:
         result = _WORKER["extractor"].extract(media, start, end)
@@ -83,7 +106,7 @@ def _compute(factory, token: str, job):
     """One clip on a Dask worker: (key, Result); the extractor is built once per worker process."""
     extractor = _DASK_EXTRACTORS.get(token)
     if extractor is None:
-        extractor = _DASK_EXTRACTORS[token] = factory()
+        extractor = _DASK_EXTRACTORS[token] = build_extractor(factory, "a Dask worker")
     key, media, start, end = job
     try:
         return key, extractor.extract(media, start, end)
@@ -104,7 +127,12 @@ def _run_on_dask(pending, factory, token: str, cache: FeatureCache, scheduler, b
         futures = [client.submit(_compute, factory, token, job, key=f"{token[:16]}-{job[0]}", pure=False)
                    for job in pending]
         for future in as_completed(futures):
-            key, result = future.result()
+            try:
+                key, result = future.result()
+            except ExtractorError:
+                raise
+            except Exception as exc:  # the task's own failure, re-raised here by Dask
+                raise WorkerStartError(f"a Dask worker failed ({type(exc).__name__}: {exc})") from exc
             cache.put(key, result)
             bar.update()
     finally:
@@ -141,12 +169,13 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
             pending.append((key, row.media, start, end))
     pending = list(dict.fromkeys(pending))  # the same clip+segment twice is computed once
     if pending:
+        here = build_extractor(factory)   # a bad setting fails now, before any worker or cluster
         bar = tqdm(total=len(pending), desc=f"{name} features", unit="clip",
                    disable=None if progress else True)  # None: shown on a terminal only
         if scheduler:
             _run_on_dask(pending, factory, cache_key("", None, None, name, params), cache, scheduler, bar)
         elif workers <= 1:
-            _init_worker(factory, cache_root)
+            _WORKER.update(extractor=here, error=None, cache=cache)
             for job in pending:
                 _run_one(job)
                 bar.update()

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (factory, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--params", default="params.yaml", help="parameters file (default params.yaml)")
+        p.add_argument("--params", help="parameters file (default: params.yaml where there is one, else every default)")
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         p.set_defaults(run=factory(p))
     return parser

@@ -1,10 +1,18 @@
 """Parameters: each stage reads its own section of ``params.yaml``, strictly.
 
-A section becomes one or more dataclass configs; a key none of them knows is an error naming
-the key and the section (a typo must not be silently ignored), and every tunable has a field.
+A section becomes one or more dataclass configs. Everything is checked once, when the stage
+starts and before any work or worker: the file must exist when named, every section name must
+be known, a key no config knows is an error naming it, and every value is checked for its type
+(from the config's annotations), its range (``LIMITS``, by key name) and its choices (a
+config's ``CHOICES``). A value YAML 1.1 reads as a string but that is a number (``1e-3``) is
+taken as the number the user meant.
 """
 from __future__ import annotations
 
+import math
+import re
+import types
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,35 +21,146 @@ import yaml
 from pipeline.errors import ParamsError
 
 DEFAULT = Path("params.yaml")
+SECTIONS = ("demo", "ingest", "transcribe", "text", "audio", "visual", "export", "model", "train", "evaluate",
+            "report")
+
+# (low, high, low_open, high_open) by key name; "section.key" overrides a name shared across sections
+_POSITIVE_INT = (1, None, False, False)
+_COUNT = (0, None, False, False)
+_POSITIVE = (0, None, True, False)
+_SHARE = (0, 1, False, True)
+_PROBABILITY = (0, 1, False, False)
+LIMITS = {
+    **{key: _POSITIVE_INT for key in (
+        "epochs", "batch_size", "workers", "dim", "d", "H", "K", "L", "R", "dialogues", "min_turns", "max_turns",
+        "width", "height", "embedding_dim", "feature_maps", "out_dim", "mel_bins", "detect_every", "face_size",
+        "min_face", "max_side", "max_len", "w2v_epochs", "cnn3d_epochs", "cnn3d_batch_size", "finetune_epochs",
+        "finetune_batch_size", "encode_batch_size", "clip_frames", "clip_size", "sample_rate", "beam_size",
+        "max_speakers", "cpu_threads")},
+    **{key: _COUNT for key in (
+        "patience", "seed", "holdout_seed", "window_size", "detect_side", "grad_clip", "weight_decay", "silence_rms",
+        "finetune_patience", "cnn3d_patience", "folds", "cv_folds", "report.dialogues", "pixel_noise", "head_motion",
+        "speakers", "min_silence_ms", "speech_pad_ms")},
+    **{key: _POSITIVE for key in ("lr", "finetune_lr", "cnn3d_lr", "fps", "active_fps", "max_utterance_s",
+                                  "pause_s")},
+    **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share")},
+    **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold", "speaker_threshold")},
+}
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def load_params(path=DEFAULT) -> dict:
+def load_params(path=None) -> dict:
+    """The params file's sections. ``None``: ``params.yaml`` where there is one, else every
+    default; a file named on purpose must exist."""
+    if path is None:
+        if not DEFAULT.is_file():
+            return {}
+        path = DEFAULT
     path = Path(path)
     if not path.is_file():
-        return {}
+        raise ParamsError(f"{path}: params file not found")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(loaded, dict):
         raise ParamsError(f"{path}: expected sections (a mapping), got {type(loaded).__name__}")
+    unknown = sorted(str(k) for k in loaded if k not in SECTIONS)
+    if unknown:
+        raise ParamsError(f"{path}: unknown section(s) {unknown}; known: {list(SECTIONS)}")
     return loaded
 
 
-def section(name: str, path=DEFAULT) -> dict:
+def section(name: str, path=None) -> dict:
     value = load_params(path).get(name) or {}
     if not isinstance(value, dict):
-        raise ParamsError(f"{path}: section {name!r} must be a mapping of keys, got {value!r}")
+        raise ParamsError(f"{path or DEFAULT}: section {name!r} must be a mapping of keys, got {value!r}")
     return dict(value)
 
 
+def _as_float(value):
+    if isinstance(value, str):   # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _matches(value, kind) -> tuple[bool, object]:
+    """(does ``value`` fit the annotation ``kind``, the value converted to it)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(kind):
+            ok, converted = _matches(value, option)
+            if ok:
+                return True, converted
+        return False, value
+    if kind is type(None):
+        return value is None, value
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is float:
+        value = _as_float(value)   # an int stays an int: configs (and cache keys) hold what was written
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), value
+    if kind is str:
+        return isinstance(value, str), value
+    if kind in (tuple, list) or origin in (tuple, list):
+        if isinstance(value, (list, tuple)):
+            return True, tuple(value) if (kind is tuple or origin is tuple) else list(value)
+        return False, value
+    if kind is dict or origin is dict:
+        return isinstance(value, dict), value
+    return True, value   # an annotation this checker does not model: the config's own checks decide
+
+
+def _kind_name(kind) -> str:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return " or ".join(_kind_name(k) for k in typing.get_args(kind))
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+             tuple: "a list", list: "a list", dict: "a mapping"}
+    return names.get(kind, names.get(typing.get_origin(kind), str(kind)))
+
+
+def check_range(name: str, key: str, value) -> None:
+    """The range ``LIMITS`` gives this key, and a device name for device keys."""
+    if key == "device" or key.endswith("_device"):
+        if not isinstance(value, str) or not DEVICE.match(value):
+            raise ParamsError(f"params {name}.{key}: {value!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return
+    limit = LIMITS.get(f"{name}.{key}", LIMITS.get(key))
+    if limit is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high, low_open, high_open = limit
+    if (low is not None and (value < low or (low_open and value == low))) or \
+            (high is not None and (value > high or (high_open and value == high))):
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise ParamsError(f"params {name}.{key}: {value!r} is out of range (must be {' and '.join(filter(None, (lo, hi)))})")
+
+
+def check_value(cls, name: str, key: str, value):
+    """``value`` checked for ``cls``'s field ``key``: its type, range and choices; returns it converted."""
+    kind = typing.get_type_hints(cls).get(key)
+    if kind is not None:
+        ok, value = _matches(value, kind)
+        if not ok:
+            raise ParamsError(f"params {name}.{key}: {value!r} is not {_kind_name(kind)}")
+    check_range(name, key, value)
+    choices = getattr(cls, "CHOICES", {}).get(key)
+    if callable(choices) and not isinstance(choices, type):
+        choices = choices()   # a registry filled after the class (e.g. visual.BACKBONES)
+    if choices is not None:
+        allowed = [c.value for c in choices] if isinstance(choices, type) else list(choices)
+        if isinstance(value, str) and value not in allowed:
+            raise ParamsError(f"params {name}.{key}: {value!r} is not one of {allowed}")
+    return value
+
+
 def _build(cls, values: dict, name: str):
-    known = {f.name: f for f in fields(cls)}
-    own = {}
-    for key, value in values.items():
-        if isinstance(known[key].default, tuple) and isinstance(value, list):
-            value = tuple(value)   # YAML has lists; frozen configs hold tuples
-        own[key] = value
+    own = {key: check_value(cls, name, key, value) for key, value in values.items()}
     try:
         return cls(**own)
     except (TypeError, ValueError) as exc:
@@ -50,13 +169,14 @@ def _build(cls, values: dict, name: str):
 
 def configs(name: str, values: dict, *classes):
     """Split a params section among ``classes`` (each key to the first that has it); unknown keys
-    are an error naming them. Returns one instance per class."""
+    are an error naming them, and every value is checked (``check_value``). Returns one instance
+    per class."""
     taken, parts = set(), []
     for cls in classes:
         names = {f.name for f in fields(cls)} - taken
         parts.append({k: v for k, v in values.items() if k in names})
         taken |= names
-    unknown = sorted(set(values) - taken)
+    unknown = sorted(str(k) for k in set(values) - taken)
     if unknown:
         raise ParamsError(f"params section {name!r}: unknown key(s) {unknown}; known: {sorted(taken)}")
     built = [_build(cls, part, name) for cls, part in zip(classes, parts)]

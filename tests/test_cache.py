@@ -109,3 +109,50 @@ def test_atomic_writes_make_files_others_can_read(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+class FailsToStart:
+    """An extractor whose construction fails: in every process, or only in worker processes."""
+    def __init__(self, parent=None):
+        if parent is None or os.getpid() != parent:
+            raise ValueError("'MFCC' is not a valid AudioFeatureSet")
+
+    def extract(self, media, start=None, end=None):
+        return Result(np.zeros(2, np.float32))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_extractor_that_cannot_start_fails_the_stage_at_once(tiny_corpus, tmp_path, workers):
+    """Round 2 found a pool respawning workers forever when the extractor's constructor raised."""
+    from pipeline.cache import WorkerStartError
+
+    _, manifest = tiny_corpus
+    with pytest.raises(WorkerStartError, match="stage process.*MFCC"):
+        extract_utterances(manifest, FailsToStart, "f", {}, tmp_path, workers=workers, progress=False)
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_a_worker_that_cannot_start_ends_the_pool_with_its_message(tiny_corpus, tmp_path):
+    from functools import partial
+
+    from pipeline.cache import WorkerStartError
+
+    _, manifest = tiny_corpus
+    factory = partial(FailsToStart, parent=os.getpid())
+    with pytest.raises(WorkerStartError, match="worker process.*MFCC"):
+        extract_utterances(manifest, factory, "f", {}, tmp_path, workers=2, progress=False)
+
+
+def test_a_dask_worker_that_cannot_start_fails_the_stage(tiny_corpus, tmp_path):
+    from functools import partial
+
+    from distributed import Client, LocalCluster
+
+    from pipeline.cache import WorkerStartError
+
+    _, manifest = tiny_corpus
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(WorkerStartError, match="Dask worker.*MFCC"):
+            extract_utterances(manifest, partial(FailsToStart, parent=os.getpid()), "f", {}, tmp_path,
+                               scheduler=client, progress=False)

@@ -266,7 +266,8 @@ def test_predict_input_problems_are_one_line_errors(tiny_corpus, tmp_path, capsy
 def test_an_output_folder_that_cannot_be_made_fails_before_the_work(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
     np.savez(tmp_path / "store.npz", **make_store())
-    code, err = _cli(["train", "--params", str(tmp_path / "none.yaml"), "--store", str(tmp_path / "store.npz"),
+    (tmp_path / "p.yaml").write_text("{}\n")
+    code, err = _cli(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
                       "--checkpoint", str(tmp_path / "file" / "m.pt")], capsys)
     assert code == 2 and "cannot create the output folder" in err and "file" in err
     assert not list(tmp_path.rglob("*.last"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from model.metrics import classification_metrics, confusion, plot_confusion
-from model.train import load_checkpoint, pick_device, predict_probs
+from model.train import check_store_fits, load_checkpoint, pick_device, predict_probs
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
@@ -20,12 +20,15 @@ from pipeline.store import load_store
 class EvaluateConfig:
     split: str = "test"
 
+    CHOICES = {"split": ("train", "valid", "test")}
+
 
 def run(store_path, checkpoint, out, params_path, split=None):
     split = split or configs("evaluate", section("evaluate", params_path), EvaluateConfig).split
     store = load_store(store_path)
     check_writable(out)
     model, blob = load_checkpoint(checkpoint, pick_device("auto"))
+    check_store_fits(store, blob, store_path, checkpoint)
     classes = blob["classes"]
     rows, probs = predict_probs(model, store, store["split"] == split, pick_device("auto"))
     keep = store["label"][rows] >= 0

@@ -259,6 +259,8 @@ class ExportConfig:
     formats: tuple = FORMATS
     layout: str = "auto"     # the pickle: iemocap | meld | auto (meld for MELD's label sets)
 
+    CHOICES = {"layout": ("auto", "iemocap", "meld")}
+
 
 def run_export(store_path, out, params_path, formats=None, layout=None):
     config = configs("export", section("export", params_path), ExportConfig)

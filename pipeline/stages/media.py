@@ -31,6 +31,8 @@ class MediaStage:
     reduction: str = "pca"      # pca | kbest | none
     seed: int = 0
 
+    CHOICES = {"reduction": ("pca", "kbest", "none")}
+
 
 @dataclass(frozen=True)
 class Cnn3dTraining:

@@ -29,6 +29,8 @@ def text_inputs(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
 class TextBackbone:
     backbone: str = "kim_cnn"     # kim_cnn (the paper's) | sentence_transformer
 
+    CHOICES = {"backbone": ("kim_cnn", "sentence_transformer")}
+
 
 CONFIGS = (TextBackbone, TextConfig, SentenceConfig, CrossFitting)
 

@@ -1,0 +1,164 @@
+"""Validation before work (reliability round 2): every params value, user-given files read as
+data only, no training on NaN, no metric under another model's class names."""
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from model.errors import ModelError
+from pipeline.cli import main
+from tests.test_model import make_store
+from tests.test_structure import ROOT, TYPO_RUNS
+
+SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
+CHECKED = [s for s in TYPO_RUNS if s != "ingest"]   # ingest's keys are its reader's options
+
+
+def wrong_kind(value):
+    """A value of another kind than the shipped one (a YAML user's plausible slip)."""
+    if isinstance(value, bool):
+        return "maybe"
+    if isinstance(value, (int, float)):
+        return "many"
+    if isinstance(value, (list, dict)):
+        return 5
+    return [1]   # a string or null given a list
+
+
+def _run(section, params, tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    argv = [a.format(tmp=tmp_path) for a in TYPO_RUNS[section]] + ["--params", str(tmp_path / "p.yaml")]
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("section", CHECKED)
+def test_every_params_value_of_the_wrong_kind_is_one_clear_line(section, tmp_path, capsys):
+    """Covers every key of every stage section in the shipped params.yaml (bool, int, float,
+    string, list, mapping); before round 2 most ended in a TypeError deep in the stage."""
+    for key, value in SHIPPED[section].items():
+        params = {section: dict(SHIPPED[section], **{key: wrong_kind(value)})}
+        code, err = _run(section, params, tmp_path, capsys)
+        assert code == 2 and f"{section}.{key}" in err and "Traceback" not in err, (key, err)
+
+
+@pytest.mark.parametrize("section, key, value, words", [
+    ("train", "batch_size", 0, ">= 1"), ("model", "H", 0, ">= 1"), ("model", "dropout", 2, "< 1"),
+    ("visual", "fps", 0, "> 0"), ("train", "device", "tpu", "not a device"), ("train", "patience", -1, ">= 0"),
+    ("audio", "feature_set", "MFCC", "not one of"), ("visual", "backbone", "resnet", "not one of"),
+    ("model", "mode", "transformer", "not one of"), ("text", "lr", 0, "> 0"), ("audio", "workers", 0, ">= 1"),
+    ("demo", "dialogues", 0, ">= 1"), ("visual", "region", "top", "not one of"),
+])
+def test_out_of_range_and_unknown_choices_name_the_key(section, key, value, words, tmp_path, capsys):
+    code, err = _run(section, {section: {key: value}}, tmp_path, capsys)
+    assert code == 2 and f"{section}.{key}" in err and words in err and "Traceback" not in err, err
+
+
+def test_a_number_yaml_reads_as_a_string_is_the_number(tmp_path):
+    from model.train import TrainConfig
+    from pipeline.params import configs
+
+    (tmp_path / "p.yaml").write_text("train:\n  lr: 1e-3\n")   # YAML 1.1: "1e-3" (no dot) is a string
+    from pipeline.params import section
+    assert configs("train", section("train", tmp_path / "p.yaml"), TrainConfig).lr == pytest.approx(1e-3)
+
+
+def test_an_unknown_section_and_a_missing_params_file_are_errors(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text("trian:\n  epochs: 3\n")
+    assert main(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "s.npz")]) == 2
+    assert "unknown section(s) ['trian']" in capsys.readouterr().err
+    assert main(["train", "--params", str(tmp_path / "none.yaml"), "--store", str(tmp_path / "s.npz")]) == 2
+    assert "none.yaml: params file not found" in capsys.readouterr().err
+
+
+class Payload:
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_pickled_word_vector_file_is_refused_without_running_it(tmp_path):
+    from extractors.text import TextConfig, TextError, load_vectors
+
+    payload, marker = Payload(), tmp_path / "ran"
+    payload.marker = str(marker)
+    (tmp_path / "vectors.kv").write_bytes(pickle.dumps(payload))
+    with pytest.raises(TextError, match="pickles, which run code"):
+        load_vectors(TextConfig(vectors=str(tmp_path / "vectors.kv")), [["a"]])
+    assert not marker.exists()
+
+
+def test_an_encoder_folder_with_pickled_weights_or_foreign_modules_is_refused(tmp_path):
+    from extractors.base import ExtractorError
+    from extractors.sentence import load_encoder
+
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(ExtractorError, match="pickled weights"):
+        load_encoder(str(tmp_path / "enc"), "cpu")
+    (tmp_path / "enc" / "pytorch_model.bin").unlink()
+    (tmp_path / "enc" / "model.safetensors").write_bytes(b"{}")
+    (tmp_path / "enc" / "modules.json").write_text(json.dumps([{"type": "os.system", "path": ""}]))
+    with pytest.raises(ExtractorError, match="outside sentence-transformers"):
+        load_encoder(str(tmp_path / "enc"), "cpu")
+
+
+def _train(store, **train):
+    from model.dimmn import ModelConfig
+    from model.train import TrainConfig, train as fit
+
+    return fit(store, ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=2, **train), progress=False)
+
+
+def test_a_modality_no_training_row_has_is_an_error_not_nan():
+    store = make_store()
+    store["audio_present"][store["split"] == "train"] = False
+    with pytest.raises(ModelError, match="no labelled training utterance has audio features"):
+        _train(store)
+
+
+def test_non_finite_features_are_an_error_before_training():
+    store = make_store()
+    store["visual"][-1, 3] = np.nan   # a test row: it would still poison evaluation
+    with pytest.raises(ModelError, match="1 utterance\\(s\\) have non-finite visual features.*'u47'"):
+        _train(store)
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_message(tmp_path):
+    with pytest.raises(ModelError, match="loss became (nan|inf).*train.lr"):
+        _train(make_store(), lr=1e30, grad_clip=1e30)
+
+
+def test_evaluate_refuses_a_store_whose_classes_are_in_another_order(tmp_path, capsys):
+    store = make_store()
+    np.savez(tmp_path / "store.npz", **store)
+    (tmp_path / "p.yaml").write_text("model: {d: 16, K: 3, L: 2}\ntrain: {epochs: 1}\n")
+    common = ["--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+              "--checkpoint", str(tmp_path / "m.pt")]
+    assert main(["train", *common, "--history", str(tmp_path / "h.csv"), "--summary", str(tmp_path / "s.json")]) == 0
+    np.savez(tmp_path / "store.npz", **dict(store, classes=store["classes"][::-1]))
+    assert main(["evaluate", *common, "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "classes ['c2', 'c1', 'c0'] are not the model's ['c0', 'c1', 'c2']" in err
+    store["audio"] = store["audio"][:, :5]
+    np.savez(tmp_path / "store.npz", **store)
+    assert main(["evaluate", *common, "--out", str(tmp_path / "eval")]) == 2
+    assert "audio features are 5-d" in capsys.readouterr().err
+
+
+def test_an_empty_checkpoint_or_a_resume_path_that_is_a_folder_is_one_clear_error(tmp_path):
+    from model.train import load_blob
+
+    (tmp_path / "m.pt").write_bytes(b"")
+    with pytest.raises(ModelError, match="m.pt: not a model checkpoint"):   # was an IndexError in the handler
+        load_blob(tmp_path / "m.pt", "model checkpoint")
+    (tmp_path / "m.pt.last").mkdir()
+    from model.dimmn import ModelConfig
+    from model.train import TrainConfig, train as fit
+    with pytest.raises(ModelError, match="m.pt.last: the resume checkpoint is not a file"):
+        fit(make_store(), ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=1, resume=True), tmp_path / "m.pt",
+            progress=False)
+    with pytest.raises(ModelError, match="m.pt.last: cannot write the checkpoint"):   # named, not its temp file
+        fit(make_store(), ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=1), tmp_path / "m.pt", progress=False)
