@@ -6,14 +6,30 @@ still says where it came from. ``dvc.lock`` says the same for the pipeline as a 
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import platform
 from importlib import metadata
 from pathlib import Path
 
+from pipeline.errors import PipelineError
+
 PACKAGES = ("numpy", "torch", "torchaudio", "av", "opencv-python-headless", "opensmile", "gensim",
             "scikit-learn", "dvc")
+
+
+def unreadable_file(path) -> str | None:
+    """Why ``path`` is no file to read, in words ('not found', 'is a symbolic link loop' ...),
+    or None. ``os.path.isfile`` says False for all of them alike."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return "is a broken symbolic link (its target is missing)" if os.path.islink(path) else "not found"
+    return None if os.path.isfile(path) else "is not a file"
 
 
 def file_hash(path, chunk: int = 1 << 20) -> str:
@@ -29,6 +45,8 @@ def input_hash(path) -> str:
     path = Path(path)
     if path.is_file():
         return file_hash(path)
+    if not path.is_dir():   # a loop or a dangling link would hash as an empty folder
+        raise PipelineError(f"{path}: input {unreadable_file(path) or 'is neither a file nor a folder'}")
     digest = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(item.relative_to(path).as_posix().encode())
@@ -67,5 +85,25 @@ def write_record(artifact, stage: str, params: dict, inputs=(), extra: dict | No
     return path
 
 
-def read_record(artifact) -> dict:
-    return json.loads(record_path(artifact).read_text())
+def read_json_object(path, what: str, required=()) -> dict:
+    """A JSON object file (``what`` it is, for the message); missing, malformed, not an object,
+    or without a key of ``required``: an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: {what} {unreadable_file(path) or 'not found'}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:   # JSONDecodeError is a ValueError
+        raise PipelineError(f"{path}: not a readable {what} ({exc})") from exc
+    if not isinstance(value, dict):
+        raise PipelineError(f"{path}: not a {what} (a JSON object), but a {type(value).__name__}")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise PipelineError(f"{path}: the {what} has no {missing} (written by another version?)")
+    return value
+
+
+def read_record(artifact, *required: str) -> dict:
+    """The artifact's record; a missing, unreadable or malformed one, or one without a key of
+    ``required``, is an error naming it."""
+    return read_json_object(record_path(artifact), "lineage record", required)

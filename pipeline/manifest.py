@@ -5,14 +5,18 @@ text, label, media, start, end. ``start``/``end`` are seconds; empty means the w
 """
 from __future__ import annotations
 
+import codecs
+import csv
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
+from pipeline.lineage import read_record, record_path, unreadable_file
 
 COLUMNS = ["dataset", "split", "dialogue_id", "utterance_id", "turn", "speaker", "text", "label", "media",
            "start", "end"]
@@ -35,11 +39,19 @@ def read_generic(csv_path, root=None, labels=None, dataset: str | None = None) -
     order within a dialogue, start/end to the whole file. Raises :class:`ManifestError`.
     """
     csv_path = Path(csv_path)
-    root = Path(root) if root is not None else csv_path.parent
-    frame = read_csv_any_encoding(csv_path)
+    return manifest_from_frame(read_csv_any_encoding(csv_path), csv_path, root if root is not None else csv_path.parent,
+                               labels, dataset)
+
+
+def manifest_from_frame(frame: pd.DataFrame, source, root, labels=None, dataset: str | None = None,
+                        where=None) -> pd.DataFrame:
+    """Rows with the manifest's columns (some optional, as :func:`read_generic` says) into a
+    checked manifest; ``media`` relative to ``root``; ``where`` as :func:`validate` takes it."""
+    root = Path(root)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise ManifestError(f"{csv_path}: missing column(s) {missing}; need {REQUIRED}")
+        raise ManifestError(f"{source}: missing column(s) {missing}; need {REQUIRED}")
+    frame = frame.copy()
     if "dataset" not in frame.columns:
         frame["dataset"] = dataset or root.resolve().name
     if "turn" not in frame.columns:
@@ -47,8 +59,8 @@ def read_generic(csv_path, root=None, labels=None, dataset: str | None = None) -
     for column in ("start", "end"):
         if column not in frame.columns:
             frame[column] = ""
-    frame["media"] = [_media_path(root, m) for m in frame["media"]]
-    out = validate(frame[COLUMNS], csv_path, labels)
+    frame["media"] = [_media_path(root, _cell(m)) for m in frame["media"]]
+    out = validate(frame[COLUMNS], source, labels, where=where)
     out.attrs["labels"] = list(labels) if labels else sorted(set(out["label"]) - {""})
     return out
 
@@ -59,90 +71,182 @@ QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '
 def read_csv_any_encoding(path) -> pd.DataFrame:
     """A CSV of strings in UTF-8 or Windows-1252 (MELD's release archive: 0x92 for '), curly
     quotes made straight after parsing (before, a curly double quote would break the CSV).
-    A missing, empty or unparseable file is a ManifestError naming it."""
+    A missing, empty, undecodable or unparseable file, or a row with more cells than the
+    header, is a ManifestError naming it (and the line)."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: CSV not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("cp1252", errors="replace")
+    text = decode_text(path, path.read_bytes())
     if not text.strip():
         raise ManifestError(f"{path}: the CSV is empty (no header, no rows)")
+    check_cells(path, text)
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.ParserError as exc:
         raise ManifestError(f"{path}: not a readable CSV ({exc})") from exc
     return frame.apply(lambda column: column.str.translate(QUOTES))
+
+
+# A well-formed UTF-8 sequence of two to four bytes (RFC 3629): Windows-1252 text rarely holds one.
+UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+                            rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+                            rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}")
+
+
+def decode_text(path, raw: bytes) -> str:
+    """UTF-8 (with or without BOM); else Windows-1252 if no byte run in the file is UTF-8
+    multi-byte text. A file that is UTF-8 but for a few bytes is an error naming the first
+    bad byte, never a guess: decoding it all as Windows-1252 would garble its good text."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ManifestError(f"{path}: the file is UTF-16 text; save it as UTF-8")
+    if (nul := raw.find(b"\0")) >= 0:
+        raise ManifestError(f"{path}: {_byte_place(raw, nul)} is a NUL: not a text file, or a damaged one")
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        if UTF8_MULTIBYTE.search(raw):
+            raise ManifestError(f"{path}: {_byte_place(raw, exc.start)} is not UTF-8, though the file's other "
+                                f"non-ASCII text is: fix that byte or save the file as UTF-8 again") from exc
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError as exc:   # 0x81, 0x8D, 0x8F, 0x90, 0x9D mean nothing in Windows-1252
+        raise ManifestError(f"{path}: {_byte_place(raw, exc.start)} is neither UTF-8 nor Windows-1252 "
+                            f"text") from exc
+
+
+def _byte_place(raw: bytes, offset: int) -> str:
+    line = raw.count(b"\n", 0, offset) + 1
+    return f"line {line}: byte 0x{raw[offset]:02x} at offset {offset}"
+
+
+def check_cells(path, text: str) -> None:
+    """A row with more cells than the header is an error: pandas would shift its columns (or,
+    on the first row, make the first cells an index) without a word."""
+    rows = csv.reader(io.StringIO(text, newline=""))
+    try:
+        width, line = len(next(rows)), rows.line_num + 1
+        for row in rows:
+            if len(row) > width:
+                raise ManifestError(f"{path}: line {line}: {len(row)} cells but the header has {width}")
+            line = rows.line_num + 1
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: line {rows.line_num}: not a readable CSV ({exc})") from exc
+
+
+def _resolved(path) -> Path:
+    """``path`` made absolute, links followed; a symlink loop stays as it is, for the checks to name."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):   # a loop: RuntimeError before Python 3.13, OSError after
+        return Path(os.path.abspath(path))
 
 
 def _media_path(root: Path, media: str) -> str:
     """Relative to the working directory when under it (portable across clones), else absolute."""
     if not media:
         return ""
-    path = (root / media).resolve()
+    path = _resolved(root / media)
     try:
         return path.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return path.as_posix()
 
 
-def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True) -> pd.DataFrame:
-    """Check a manifest; return it with typed columns (turn int, start/end float or NaN)."""
+STRIPPED = ("dataset", "split", "dialogue_id", "utterance_id", "speaker", "label")  # " neutral" is neutral
+
+
+def _cell(value) -> str:
+    """A cell as text; a missing value (None, NaN in a frame built in code) is empty."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True, where=None) -> pd.DataFrame:
+    """Check a manifest; return it with typed columns (turn int, start/end float or NaN).
+
+    Errors name ``source`` and the row's line; ``where`` (one entry per row, e.g.
+    ``talk.srt: line 12``) names each row's origin instead, for rows a reader made from a
+    dataset's own files."""
     src = str(source)
     if frame.empty:
         raise ManifestError(f"{src}: no utterances (a header without rows)")
-    for column in ("dialogue_id", "utterance_id", "speaker", "split"):
-        empty = frame.index[frame[column].astype(str).str.strip() == ""]
-        if len(empty):
-            what = "empty dialogue id" if column == "dialogue_id" else f"empty {column}"
-            raise ManifestError(f"{src}: line {_line(empty[0])}: {what}")
-    duplicated = frame.index[frame["utterance_id"].duplicated()]
-    if len(duplicated):
-        uid = frame.loc[duplicated[0], "utterance_id"]
-        first = frame.index[frame["utterance_id"] == uid][0]
-        raise ManifestError(f"{src}: line {_line(duplicated[0])}: duplicate utterance id {uid!r} "
-                            f"(first on line {_line(first)})")
-    bad_split = frame.index[~frame["split"].isin(SPLITS)]
+    out = frame.reset_index(drop=True)
+    where = list(where) if where is not None else [f"{src}: line {_line(i)}" for i in range(len(out))]
+    for column in (c for c in STRIPPED if c in out.columns):
+        out[column] = out[column].map(_cell).str.strip()
+    _check_ids(out, where)
+    bad_split = out.index[~out["split"].isin(SPLITS)]
     if len(bad_split):
-        raise ManifestError(f"{src}: line {_line(bad_split[0])}: unknown split "
-                            f"{frame.loc[bad_split[0], 'split']!r}; expected one of {list(SPLITS)}")
+        raise ManifestError(f"{where[bad_split[0]]}: unknown split {out.loc[bad_split[0], 'split']!r}; "
+                            f"expected one of {list(SPLITS)}")
     if labels is not None:
-        bad = frame.index[~frame["label"].isin(list(labels)) & (frame["label"] != "")]   # "": unlabelled
+        bad = out.index[~out["label"].isin(list(labels)) & (out["label"] != "")]   # "": unlabelled
         if len(bad):
-            raise ManifestError(f"{src}: line {_line(bad[0])}: label {frame.loc[bad[0], 'label']!r} "
-                                f"is not in the label set {list(labels)}")
-    out = frame.copy()
-    try:
-        out["turn"] = out["turn"].astype(int)
-    except ValueError as exc:
-        raise ManifestError(f"{src}: turn must be an integer ({exc})") from exc
+            raise ManifestError(f"{where[bad[0]]}: label {out.loc[bad[0], 'label']!r} is not in the label set "
+                                f"{list(labels)}")
+    out["turn"] = _integers(out["turn"], "turn", where)
     for column in ("start", "end"):
-        raw = out[column].astype(str).str.strip().replace("nan", "")
-        values = pd.to_numeric(raw.where(raw != ""), errors="coerce")
-        bad = out.index[values.isna() & (raw != "")]
-        if len(bad):
-            raise ManifestError(f"{src}: line {_line(bad[0])}: {column} {out.loc[bad[0], column]!r} is not a number")
-        infinite = out.index[np.isinf(values.fillna(0).to_numpy(float))]
-        if len(infinite):
-            raise ManifestError(f"{src}: line {_line(infinite[0])}: {column} {out.loc[infinite[0], column]!r} "
-                                f"is not a finite time")
-        out[column] = values
-    negative = out.index[out["start"].fillna(0) < 0]
-    if len(negative):
-        raise ManifestError(f"{src}: line {_line(negative[0])}: start {out.loc[negative[0], 'start']} is negative")
-    both = out["start"].notna() & out["end"].notna()
-    bad_segment = out.index[both & (out["start"] >= out["end"])]
-    if len(bad_segment):
-        row = out.loc[bad_segment[0]]
-        raise ManifestError(f"{src}: line {_line(bad_segment[0])}: start {row['start']} is not before "
-                            f"end {row['end']}")
+        out[column] = _times(out[column], column, where)
+    _check_segments(out, where)
     if check_media:
         for index, media in out["media"].items():
             if not media or not os.path.isfile(media):
-                raise ManifestError(f"{src}: line {_line(index)}: media file {media!r} not found")
+                problem = unreadable_file(media) if media else "not given"
+                raise ManifestError(f"{where[index]}: media file {media!r} {problem}")
     return out.sort_values(["dialogue_id", "turn"], kind="stable").reset_index(drop=True)
+
+
+def _check_ids(out: pd.DataFrame, where: list[str]) -> None:
+    for column in ("dialogue_id", "utterance_id", "speaker", "split"):
+        empty = out.index[out[column] == ""]
+        if len(empty):
+            what = "empty dialogue id" if column == "dialogue_id" else f"empty {column}"
+            raise ManifestError(f"{where[empty[0]]}: {what}")
+    duplicated = out.index[out["utterance_id"].duplicated()]
+    if len(duplicated):
+        uid = out.loc[duplicated[0], "utterance_id"]
+        first = out.index[out["utterance_id"] == uid][0]
+        raise ManifestError(f"{where[duplicated[0]]}: duplicate utterance id {uid!r} "
+                            f"(first on {_beside(where[first], where[duplicated[0]])})")
+
+
+def _beside(place: str, other: str) -> str:
+    """``place`` without its file name when ``other`` is in the same file: 'line 2'."""
+    file = other.rsplit(": line ", 1)[0]
+    return place.removeprefix(f"{file}: ")
+
+
+def _integers(column: pd.Series, name: str, where: list[str]) -> pd.Series:
+    text = column.map(_cell).str.strip()
+    bad = text.index[~text.str.fullmatch(r"[+-]?\d+")]
+    if len(bad):
+        raise ManifestError(f"{where[bad[0]]}: {name} {column[bad[0]]!r} is not an integer")
+    return text.astype(int)
+
+
+def _times(column: pd.Series, name: str, where: list[str]) -> pd.Series:
+    """Seconds, NaN where the cell is empty (the clip's start or end). Text that is no number,
+    "nan" and "none" too, is an error: only an empty cell means the whole clip."""
+    text = column.map(_cell).str.strip()
+    values = pd.to_numeric(text.where(text != ""), errors="coerce")
+    bad = text.index[(values.isna() & (text != "")) | np.isinf(values.fillna(0).to_numpy(float))]
+    if len(bad):
+        shown = column[bad[0]]
+        hint = "; leave the cell empty for the whole clip" if text[bad[0]].lower() in ("nan", "none", "null") else ""
+        kind = "finite time" if np.isinf(values[bad[0]]) else "number"
+        raise ManifestError(f"{where[bad[0]]}: {name} {shown!r} is not a {kind}{hint}")
+    return values
+
+
+def _check_segments(out: pd.DataFrame, where: list[str]) -> None:
+    """start >= 0 and end > start, an empty start being the clip's start (0)."""
+    negative = out.index[out["start"].fillna(0) < 0]
+    if len(negative):
+        raise ManifestError(f"{where[negative[0]]}: start {out.loc[negative[0], 'start']} is negative")
+    bad = out.index[out["end"].notna() & (out["start"].fillna(0) >= out["end"])]
+    if len(bad):
+        row = out.loc[bad[0]]
+        start = row["start"] if row["start"] == row["start"] else "0 (empty: the clip's start)"
+        raise ManifestError(f"{where[bad[0]]}: start {start} is not before end {row['end']}")
 
 
 def write_manifest(frame: pd.DataFrame, path) -> None:
@@ -152,7 +256,7 @@ def write_manifest(frame: pd.DataFrame, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     out = frame[COLUMNS].copy()
     here = path.parent.resolve()
-    out["media"] = [Path(os.path.relpath(Path(m).resolve(), here)).as_posix() if m else "" for m in out["media"]]
+    out["media"] = [Path(os.path.relpath(_resolved(m), here)).as_posix() if m else "" for m in out["media"]]
     out.to_csv(path, index=False)
 
 
@@ -182,10 +286,11 @@ def training_parts(manifest: pd.DataFrame, seed: int = 0):
 
 def read_manifest(path) -> tuple[pd.DataFrame, list[str]]:
     """The manifest and its class names (from ingest's lineage record), checked for a training split."""
-    from pipeline.lineage import read_record, record_path
-
     if not record_path(path).is_file():
         raise ManifestError(f"{record_path(path)}: not found; write the manifest with `python -m pipeline ingest`")
-    frame, classes = load_manifest(path), list(read_record(path)["labels"])
+    labels = read_record(path, "labels")["labels"]
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ManifestError(f"{record_path(path)}: labels must be a list of class names, not {labels!r}")
+    frame, classes = load_manifest(path), labels
     require_training_split(frame, path, classes)
     return frame, classes

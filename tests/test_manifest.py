@@ -73,3 +73,99 @@ def test_a_manifest_works_from_any_working_directory(tiny_corpus, tmp_path, monk
     monkeypatch.chdir(tmp_path.parent)          # a stage run from elsewhere still finds every clip
     back = load_manifest(tmp_path / "m.csv")
     assert all(Path(m).is_file() for m in back["media"])
+
+
+# --- inputs read wrong, silently (issue 20) ---
+
+def write_bytes(rows, tmp_path, edit):
+    """The CSV's bytes with ``edit(bytes) -> bytes`` applied."""
+    path = tmp_path / "clips.csv"
+    path.write_bytes(edit(rows.to_csv(index=False).encode("utf-8")))
+    return path
+
+
+def with_text(rows, **texts):
+    """rows with the text of the utterance at each position replaced."""
+    rows = rows.copy()
+    for position, text in texts.items():
+        rows.loc[int(position[1:]), "text"] = text
+    return rows
+
+
+def test_utf8_with_or_without_bom_is_utf8(user_folder, tmp_path):
+    rows = with_text(user_folder, r0="caf\u00e9 \u2019 \u00c9lodie")
+    for bom in (b"", b"\xef\xbb\xbf"):
+        out = read_generic(write_bytes(rows, tmp_path, lambda raw: bom + raw), tmp_path, labels=LABELS)
+        assert out["text"][0] == "caf\u00e9 ' \u00c9lodie" and list(out.columns) == COLUMNS
+
+
+def test_one_invalid_byte_in_utf8_text_is_an_error_naming_line_and_offset(user_folder, tmp_path):
+    rows = with_text(user_folder, r0="caf\u00e9", r1="na\u00efve")
+    path = write_bytes(rows, tmp_path, lambda raw: raw.replace("na\u00efve".encode(), b"na\xefve"))
+    offset = path.read_bytes().index(b"\xefve")
+    with pytest.raises(ManifestError, match=rf"clips.csv: line 3: byte 0xef at offset {offset} is not UTF-8"):
+        read_generic(path, tmp_path, labels=LABELS)
+
+
+def test_windows_1252_text_is_read_and_an_undefined_byte_named(user_folder, tmp_path):
+    rows = with_text(user_folder, r1="it\u2019s caf\u00e9")
+    path = write_bytes(rows, tmp_path, lambda raw: raw.decode().encode("cp1252"))
+    assert read_generic(path, tmp_path, labels=LABELS)["text"][1] == "it's caf\u00e9"
+    path = write_bytes(rows, tmp_path, lambda raw: raw.decode().encode("cp1252").replace(b"\x92", b"\x81"))
+    with pytest.raises(ManifestError, match=r"clips.csv: line 3: byte 0x81 at offset \d+ is neither UTF-8 nor "
+                                            r"Windows-1252"):
+        read_generic(path, tmp_path, labels=LABELS)
+
+
+def test_a_nul_byte_is_an_error_naming_file_and_line(user_folder, tmp_path):
+    path = write_bytes(with_text(user_folder, r2="cut here"), tmp_path, lambda raw: raw.replace(b"cut", b"c\0ut"))
+    with pytest.raises(ManifestError, match=r"clips.csv: line 4: byte 0x00 at offset \d+ is a NUL"):
+        read_generic(path, tmp_path, labels=LABELS)
+
+
+@pytest.mark.parametrize("column, value", [("end", "nan"), ("end", "NaN"), ("end", "NAN"), ("end", "none"),
+                                           ("end", "null"), ("start", "nan")])
+def test_a_textual_nan_time_is_an_error_only_empty_means_the_whole_clip(user_folder, tmp_path, column, value):
+    rows = user_folder.assign(start=["", "0.5", ""], end=["", "", "1.0"])
+    rows.loc[1, column] = value
+    with pytest.raises(ManifestError, match=rf"clips.csv: line 3: {column} '{value}' is not a number; leave the "
+                                            r"cell empty for the whole clip"):
+        read_generic(write(rows, tmp_path), tmp_path, labels=LABELS)
+
+
+@pytest.mark.parametrize("start, end, message", [
+    ("", "0", r"line 3: start 0 \(empty: the clip's start\) is not before end 0.0"),
+    ("", "-1", r"line 3: start 0 \(empty: the clip's start\) is not before end -1.0"),
+    ("-0.5", "", r"line 3: start -0.5 is negative"),
+    ("2", "2", r"line 3: start 2.0 is not before end 2.0"),
+])
+def test_a_segment_must_end_after_it_starts_at_zero_or_later(user_folder, tmp_path, start, end, message):
+    rows = user_folder.assign(start=["", start, ""], end=["", end, ""])
+    with pytest.raises(ManifestError, match=message):
+        read_generic(write(rows, tmp_path), tmp_path, labels=LABELS)
+
+
+def test_cells_are_stripped_of_surrounding_whitespace(user_folder, tmp_path):
+    rows = user_folder.assign(label=[" neutral", "happy ", " sad "], speaker=[" A", "B ", "A"],
+                              split=[" train", "train ", "test"], dialogue_id=[" d1", "d1 ", "d1"])
+    out = read_generic(write(rows, tmp_path), tmp_path)
+    assert out.attrs["labels"] == ["happy", "neutral", "sad"] and list(out["label"]) == ["neutral", "happy", "sad"]
+    assert set(out["speaker"]) == {"A", "B"} and set(out["dialogue_id"]) == {"d1"}
+    assert list(out["split"]) == ["train", "train", "test"]
+
+
+@pytest.mark.parametrize("row", [1, 2])
+def test_a_row_with_more_cells_than_the_header_names_file_and_line(user_folder, tmp_path, row):
+    path = write(user_folder, tmp_path)
+    lines = path.read_text().splitlines()
+    lines[row] += ",extra"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError, match=rf"clips.csv: line {row + 1}: 8 cells but the header has 7"):
+        read_generic(path, tmp_path, labels=LABELS)
+
+
+def test_a_symlink_loop_as_media_is_named_as_such(user_folder, tmp_path):
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
+    rows = user_folder.assign(media=[user_folder["media"][0], str(tmp_path / "loop.mp4"), user_folder["media"][2]])
+    with pytest.raises(ManifestError, match=r"line 3: media file '.*loop.mp4' is a symbolic link loop"):
+        read_generic(write(rows, tmp_path), tmp_path, labels=LABELS)
