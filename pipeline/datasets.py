@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.labels import MELD_EMOTIONS, MELD_SENTIMENTS
-from pipeline.manifest import ManifestError, read_csv_any_encoding, read_generic
+from pipeline.lineage import read_json_object
+from pipeline.manifest import QUOTES, ManifestError, decode_text, manifest_from_frame, read_csv_any_encoding, read_generic
 
 
 def read_demo(root) -> pd.DataFrame:
@@ -20,13 +20,15 @@ def read_demo(root) -> pd.DataFrame:
     info_path = root / "corpus.json"
     if not info_path.is_file():
         raise ManifestError(f"{info_path}: not a demo corpus (run `python -m pipeline demo` first)")
-    labels = json.loads(info_path.read_text())["labels"]
+    labels = read_json_object(info_path, "demo corpus description", required=("labels",))["labels"]
     return read_generic(root / "manifest.csv", root, labels=labels, dataset="demo")
 
 
 def read_generic_root(root, csv=None, labels=None, dataset=None) -> pd.DataFrame:
     """A folder of clips plus a CSV (``manifest.csv`` in the folder unless ``csv`` names another)."""
     root = Path(root)
+    if labels is not None and (isinstance(labels, str) or not all(isinstance(x, str) for x in labels)):
+        raise ManifestError(f"generic: labels must be a list of class names, not {labels!r}")
     return read_generic(Path(csv) if csv else root / "manifest.csv", root, labels=labels or None, dataset=dataset)
 
 
@@ -35,6 +37,9 @@ MELD_SPLITS = {  # split: (CSV, clip folder)
     "valid": ("dev_sent_emo.csv", "dev_splits_complete"),
     "test": ("test_sent_emo.csv", "output_repeated_splits_test"),
 }
+MELD_COLUMNS = {"Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"}
+
+
 def read_meld(root, labels: str = "emotion") -> pd.DataFrame:
     """MELD's release: the three CSVs beside the clip folders; clips dia{D}_utt{U}.mp4 (test clips
     may carry a final_videos_test prefix). Rows whose clip is missing are skipped and reported
@@ -48,6 +53,9 @@ def read_meld(root, labels: str = "emotion") -> pd.DataFrame:
         if not csv.is_file():
             raise ManifestError(f"{csv}: MELD CSV not found")
         frame = read_csv_any_encoding(csv)
+        missing = sorted(MELD_COLUMNS - set(frame.columns))
+        if missing:
+            raise ManifestError(f"{csv}: not a MELD CSV (no column(s) {missing})")
         for line, row in enumerate(frame.itertuples(index=False), start=2):
             d, u = row.Dialogue_ID, row.Utterance_ID
             candidates = [root / folder / f"dia{d}_utt{u}.mp4", root / folder / f"final_videos_testdia{d}_utt{u}.mp4"]
@@ -58,20 +66,20 @@ def read_meld(root, labels: str = "emotion") -> pd.DataFrame:
             rows.append({"split": split, "dialogue_id": f"{split}_dia{d}", "utterance_id": f"{split}_dia{d}_utt{u}",
                          "turn": u, "speaker": row.Speaker, "text": row.Utterance,
                          "label": (row.Emotion if labels == "emotion" else row.Sentiment).lower(),
-                         "media": clip.relative_to(root).as_posix()})
+                         "media": clip.relative_to(root).as_posix(), "where": f"{csv}: line {line}"})
     label_set = MELD_EMOTIONS if labels == "emotion" else MELD_SENTIMENTS
     return _manifest_from_rows(rows, root, "meld", label_set, skipped)
 
 
 def _manifest_from_rows(rows, root: Path, dataset: str, labels, skipped) -> pd.DataFrame:
-    import tempfile
-
+    """A reader's rows (manifest columns, media relative to ``root``, and ``where``: the file
+    and line each came from, which the errors name) into a checked manifest."""
     if not rows:
         raise ManifestError(f"{root}: no utterance with a clip found ({len(skipped)} skipped)")
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / f"{dataset}.csv"
-        pd.DataFrame(rows).to_csv(csv, index=False)
-        manifest = read_generic(csv, root, labels=labels, dataset=dataset)
+    frame = pd.DataFrame(rows)
+    where = frame.pop("where")
+    frame["text"] = frame["text"].map(lambda t: "" if t is None or t != t else str(t).translate(QUOTES))
+    manifest = manifest_from_frame(frame, root, root, labels=labels, dataset=dataset, where=where)
     manifest.attrs["skipped"] = skipped
     return manifest
 
@@ -83,6 +91,10 @@ IEMOCAP_MAPS = {
 }
 _TURN = re.compile(r"^(\S+)\s+\[(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)\]:\s*(.*)$")
 _EVAL = re.compile(r"^\[(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\]\t(\S+)\t(\S+)\t")
+
+
+def _lines(path: Path) -> list[str]:
+    return decode_text(path, path.read_bytes()).splitlines()
 
 
 def read_iemocap(root, label_map: str = "6", split: str = "sessions", split_file: str | None = None,
@@ -106,9 +118,9 @@ def read_iemocap(root, label_map: str = "6", split: str = "sessions", split_file
             if not video.is_file() or not evaluation.is_file():
                 skipped.append(f"{dialog}: {'video' if not video.is_file() else 'EmoEvaluation'} missing")
                 continue
-            labels = {m.group(3): m.group(4) for m in map(_EVAL.match, evaluation.read_text(errors="replace").splitlines()) if m}
-            turns = [m for m in map(_TURN.match, transcript.read_text(errors="replace").splitlines()) if m]
-            for m in sorted(turns, key=lambda m: float(m.group(2))):
+            labels = {m.group(3): m.group(4) for m in map(_EVAL.match, _lines(evaluation)) if m}
+            turns = [(m, n) for n, m in enumerate(map(_TURN.match, _lines(transcript)), start=1) if m]
+            for m, number in sorted(turns, key=lambda item: float(item[0].group(2))):
                 uid, start, end, text = m.group(1), float(m.group(2)), float(m.group(3)), m.group(4)
                 code = labels.get(uid, "xxx")
                 if code not in mapping:
@@ -116,7 +128,8 @@ def read_iemocap(root, label_map: str = "6", split: str = "sessions", split_file
                     continue
                 rows.append({"dialogue_id": dialog, "utterance_id": uid, "speaker": uid.rsplit("_", 1)[1][0],
                              "text": text.strip(), "label": mapping[code], "media": video.relative_to(root).as_posix(),
-                             "start": start, "end": end, "session": int(session.name[-1])})
+                             "start": start, "end": end, "session": int(session.name[-1]),
+                             "where": f"{transcript}: line {number}"})
     if not rows:
         raise ManifestError(f"{root}: no IEMOCAP utterance found (Session*/dialog/...)")
     frame = pd.DataFrame(rows)
@@ -130,8 +143,10 @@ def read_iemocap(root, label_map: str = "6", split: str = "sessions", split_file
     elif split == "file":
         if not split_file or not Path(split_file).is_file():
             raise ManifestError(f"iemocap: split=file needs split_file, a CSV with dialogue_id and split ({split_file})")
-        table = pd.read_csv(split_file, dtype=str)
-        lookup = dict(zip(table["dialogue_id"], table["split"]))
+        table = read_csv_any_encoding(split_file)
+        if not {"dialogue_id", "split"} <= set(table.columns):
+            raise ManifestError(f"{split_file}: needs the columns dialogue_id and split")
+        lookup = dict(zip(table["dialogue_id"].str.strip(), table["split"].str.strip()))
         unknown = sorted(set(frame["dialogue_id"]) - set(lookup))
         if unknown:
             raise ManifestError(f"{split_file}: no split for dialogue(s) {unknown[:5]}")
@@ -152,38 +167,87 @@ def read_subtitles(root, labels: str | None = None, split: str = "test") -> pd.D
     from pipeline.subtitles import VIDEO_SUFFIXES, conversation, subtitle_for
 
     root = Path(root)
-    table = {}
-    if labels:
-        frame = read_csv_any_encoding(labels)
-        if not {"utterance_id", "label"} <= set(frame.columns):
-            raise ManifestError(f"{labels}: needs the columns utterance_id and label (and optionally split)")
-        table = {u: (lab, frame["split"][i] if "split" in frame.columns else None)
-                 for i, (u, lab) in enumerate(zip(frame["utterance_id"], frame["label"]))}
-    parts, skipped = [], []
+    table = cue_labels(labels) if labels else {}
     videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    _check_unique_stems(videos)
+    parts, where, skipped = [], [], []
     for video in videos:
         subtitles = subtitle_for(video)
         if subtitles is None:
             skipped.append(f"{video.name}: no .srt or .vtt beside it")
             continue
         frame, counts = conversation(video, subtitles, split, table)
-        parts.append(frame)
+        parts.append(frame.assign(media=video.relative_to(root).as_posix()))   # _manifest_from_rows adds root
+        where += frame.attrs["where"]
         skipped += [f"{subtitles.name}: {n} {what.replace('_', ' ')}" for what, n in counts.items()]
     if not parts:
         raise ManifestError(f"{root}: no video with subtitles beside it ({len(videos)} videos)")
-    manifest = _manifest_from_rows(pd.concat(parts).to_dict("records"), root, "subtitles",
-                                   sorted(set(pd.concat(parts)["label"]) - {""}), skipped)
-    return manifest
+    rows = pd.concat(parts).assign(where=where)
+    unmatched = sorted(set(table) - set(rows["utterance_id"]))
+    if unmatched:
+        skipped.append(f"{labels}: {len(unmatched)} labelled id(s) match no cue, e.g. {unmatched[0]!r}")
+    return _manifest_from_rows(rows.to_dict("records"), root, "subtitles", sorted(set(rows["label"]) - {""}), skipped)
+
+
+def cue_labels(path) -> dict:
+    """utterance_id -> (label, split or None) from a CSV; a repeated id is an error naming its line."""
+    if not isinstance(path, (str, Path)):
+        raise ManifestError(f"subtitles: labels is a CSV of utterance_id, label (and split), not {path!r}")
+    frame = read_csv_any_encoding(path)
+    if not {"utterance_id", "label"} <= set(frame.columns):
+        raise ManifestError(f"{path}: needs the columns utterance_id and label (and optionally split)")
+    table, first = {}, {}
+    for i, row in frame.iterrows():
+        uid = row["utterance_id"].strip()
+        if uid in table:
+            raise ManifestError(f"{path}: line {i + 2}: duplicate utterance id {uid!r} (first on line {first[uid]})")
+        split = row["split"].strip() if "split" in frame.columns else ""
+        table[uid], first[uid] = (row["label"].strip(), split or None), i + 2
+    return table
+
+
+def _check_unique_stems(videos) -> None:
+    """Two videos of one name (talk.mp4, talk.mkv) would share a dialogue, utterance ids and subtitles."""
+    by_stem = {}
+    for video in videos:
+        if video.stem in by_stem:
+            raise ManifestError(f"{video}: has the name of {by_stem[video.stem].name} (utterance ids are "
+                                f"<name>_<cue>, and the subtitles {video.stem}.srt/.vtt would serve both); rename one")
+        by_stem[video.stem] = video
 
 
 READERS = {"demo": read_demo, "generic": read_generic_root, "meld": read_meld, "iemocap": read_iemocap,
            "subtitles": read_subtitles}
 
 
-def read_dataset(fmt: str, root, **options) -> pd.DataFrame:
-    """The named reader on ``root``; an option it does not take is an error naming it."""
+# What ``ingest --labels`` means to each reader: a label set (a list), one value, or nothing.
+LABELS_OPTION = {"generic": ("list", "the label set"), "meld": ("one", "emotion or sentiment"),
+                 "subtitles": ("one", "a CSV of utterance_id, label (and split)"),
+                 "demo": (None, "the demo's labels come from its corpus.json"),
+                 "iemocap": (None, "IEMOCAP's labels come from label_map: 6 or 4")}
+
+
+def command_line_labels(fmt: str, values: list[str]):
+    """``--labels`` words as the reader's ``labels`` option, or an error saying what it takes."""
+    _check_format(fmt)
+    kind, meaning = LABELS_OPTION[fmt]
+    if kind == "list":
+        return list(values)
+    if kind == "one" and len(values) == 1:
+        return values[0]
+    if kind == "one":
+        raise ManifestError(f"ingest: --labels for the {fmt} format is one value ({meaning}), not {values}")
+    raise ManifestError(f"ingest: the {fmt} format takes no --labels ({meaning})")
+
+
+def _check_format(fmt: str) -> None:
     if fmt not in READERS:
         raise ManifestError(f"unknown dataset format {fmt!r}; known: {sorted(READERS)}")
+
+
+def read_dataset(fmt: str, root, **options) -> pd.DataFrame:
+    """The named reader on ``root``; an option it does not take is an error naming it."""
+    _check_format(fmt)
     reader = READERS[fmt]
     accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
     unknown = sorted(set(options) - set(accepted))

@@ -1,7 +1,9 @@
 """A user's own recording as a conversation: a video plus its ``.srt`` or WebVTT subtitles.
 
 Each cue is one utterance, cut from the video by the cue's times. The speaker is the WebVTT
-voice tag (``<v Ann>``), else a ``NAME:`` prefix of the cue text, else ``unknown``. Problems:
+voice tag (``<v Ann>``), else a ``NAME:`` prefix of the cue text (any uppercase first letter,
+``ÉLODIE:`` too), else ``unknown``. Styling (ASS/SSA override tags such as ``{\\an8}``, HTML-ish
+tags such as ``<i>``) is stripped from the text. Cues are taken in order of start time. Problems:
 a broken timestamp or a cue that ends before it starts is an error naming the file and the cue
 (its line); an empty cue, or one that starts past the video's end, is skipped and counted;
 overlapping cues (people talk over each other) are kept and counted; a cue running past the
@@ -9,19 +11,37 @@ end is cut at the end and counted. Parsing is webvtt-py's (SRT and WebVTT).
 """
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.manifest import COLUMNS, ManifestError
+from pipeline.manifest import COLUMNS, ManifestError, decode_text
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v")
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 TIMESTAMP = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
 CUE_TIMES = re.compile(rf"^\s*({TIMESTAMP})\s+-->\s+({TIMESTAMP})(\s.*)?$")
-NAME_PREFIX = re.compile(r"^\s*([A-Z][\w .'-]{0,30}?)\s*:\s+(.+)$", re.S)
+NAME_PREFIX = re.compile(r"^\s*(\w[\w .'-]{0,30}?)\s*:\s+(.+)$", re.S)   # the name must start uppercase
+ASS_OVERRIDE = re.compile(r"\{\\[^}]*\}")                  # {\an8}, {\i1}, {\c&H00FFFF&}
+ASS_BREAK = re.compile(r"\\[Nnh]")                          # ASS hard/soft line break, hard space
+MARKUP = re.compile(r"</?(?:i|b|u|s|font|c|v|lang|ruby|rt|span)\b[^>]*>", re.I)
+
+
+def clean_text(text: str) -> str:
+    """A cue's words without styling, on one line."""
+    text = MARKUP.sub("", ASS_BREAK.sub(" ", ASS_OVERRIDE.sub("", text)))
+    return " ".join(text.split())
+
+
+def split_speaker(text: str) -> tuple[str | None, str]:
+    """``NAME: words`` -> (NAME, words) when NAME starts with an uppercase letter (any script)."""
+    match = NAME_PREFIX.match(text)
+    if match and match.group(1)[0].isupper():
+        return match.group(1), match.group(2)
+    return None, text
 
 
 def seconds(stamp: str) -> float:
@@ -29,11 +49,11 @@ def seconds(stamp: str) -> float:
     return sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
 
 
-def _timestamp_lines(path: Path) -> list[tuple[float, float, int]]:
+def _timestamp_lines(path: Path, text: str) -> list[tuple[float, float, int]]:
     """(start, end, line number) of every cue; a ``-->`` line that is not two timestamps, or a cue
     that ends before it starts, is an error naming the line."""
     found = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if "-->" in line:
             match = CUE_TIMES.match(line)
             if not match:
@@ -53,20 +73,22 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: subtitle file not found")
-    lines = _timestamp_lines(path)
+    text = decode_text(path, path.read_bytes())    # UTF-8, or Windows-1252 as old .srt files are
+    lines = _timestamp_lines(path, text)
     try:
-        captions = list(webvtt.from_srt(str(path)) if path.suffix.lower() == ".srt" else webvtt.read(str(path)))
+        kind = "srt" if path.suffix.lower() == ".srt" else "vtt"
+        captions = list(webvtt.WebVTT.from_buffer(io.StringIO(text), format=kind))
     except Exception as exc:  # webvtt-py raises its own types for malformed files
         raise ManifestError(f"{path}: not a readable {path.suffix} file ({exc})") from exc
     cues, counts, last_end = [], Counter(), 0.0
     counts["empty"] += len(lines) - len(captions)     # webvtt-py drops cues without text
-    for caption in captions:
+    for caption in sorted(captions, key=lambda c: seconds(c.start)):   # stable: file order among equal starts
         start, end = seconds(caption.start), seconds(caption.end)
         line = next((n for s, e, n in lines if abs(s - start) < 1e-3 and abs(e - end) < 1e-3), None)
-        text = " ".join(caption.text.split())
+        text = clean_text(caption.text)
         speaker = getattr(caption, "voice", None)
-        if not speaker and (match := NAME_PREFIX.match(text)):
-            speaker, text = match.group(1), match.group(2)
+        if not speaker:
+            speaker, text = split_speaker(text)
         if not text:
             counts["empty"] += 1
             continue
@@ -104,6 +126,7 @@ def conversation(video, subtitles, split: str = "test", labels: dict | None = No
              "turn": i, "speaker": c["speaker"], "text": c["text"], "label": "", "media": str(video),
              "start": round(c["start"], 3), "end": round(c["end"], 3)} for i, c in enumerate(cues)]
     frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame.attrs["where"] = [f"{subtitles}: line {c['line']}" for c in cues]   # for errors about a row
     if labels:
         frame["label"] = frame["utterance_id"].map(lambda u: labels.get(u, ("", None))[0])
         frame["split"] = frame["utterance_id"].map(lambda u: labels.get(u, ("", None))[1] or split)

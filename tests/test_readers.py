@@ -1,4 +1,7 @@
 """MELD and IEMOCAP release layouts, rebuilt small: clips made by the project's encoder."""
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +127,114 @@ def test_iemocap_fixture_from_the_real_transcripts_reads_back_the_same():
             assert list(got["label"]) == list(g["emotion"]) and list(got["speaker"]) == list(g["speaker"])
             assert list(got["text"]) == [str(t).strip() for t in g["text"]]
             assert set(got["split"]) == set(g["split"])
+
+
+# --- every reader on a relative root; subtitles read right (issue 20) ---
+
+def subtitled_folder(root, srt: str, name="talk", seconds=3.0):
+    """A recording (real H.264/AAC) and its .srt in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    clip(root / f"{name}.mp4", seconds)
+    (root / f"{name}.srt").write_bytes(srt.encode("utf-8") if isinstance(srt, str) else srt)
+    return root
+
+
+TWO_CUES = "1\n00:00:00,100 --> 00:00:01,000\nAnn: Hello\n\n2\n00:00:01,200 --> 00:00:02,000\nBob: Hi\n"
+
+
+def _relative_layout(fmt, tmp_path, tiny_corpus):
+    if fmt in ("demo", "generic"):
+        return tiny_corpus[0]
+    if fmt == "subtitles":
+        return subtitled_folder(tmp_path / "sub2", TWO_CUES)
+    if fmt == "iemocap":
+        write_iemocap(tmp_path / "ie", {"Ses01F_impro01": [("F", "neu", "Hi."), ("M", "sad", "Oh.")]})
+        return tmp_path / "ie"
+    meld_root = tmp_path / "meld"
+    meld_root.mkdir()
+    for split, folder in (("train", "train_splits"), ("dev", "dev_splits_complete"), ("test", "output_repeated_splits_test")):
+        (meld_root / f"{split}_sent_emo.csv").write_text(MELD_HEADER + '1,"Hi",Ross,joy,positive,0,0,1,1,a,b\n')
+        clip(meld_root / folder / "dia0_utt0.mp4", 0.5)
+    return meld_root
+
+
+@pytest.mark.parametrize("fmt", ["demo", "generic", "meld", "iemocap", "subtitles"])
+def test_every_reader_takes_a_relative_root(fmt, tmp_path, tiny_corpus, monkeypatch):
+    root = _relative_layout(fmt, tmp_path, tiny_corpus)
+    monkeypatch.chdir(root.parent)
+    manifest = read_dataset(fmt, root.name)
+    assert len(manifest) >= 2 and all(Path(m).is_file() for m in manifest["media"])
+    assert all(Path(m).resolve().is_relative_to(root.resolve()) for m in manifest["media"])
+
+
+def test_ingest_subtitles_with_a_relative_root_and_labels_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+
+    subtitled_folder(tmp_path / "sub2", TWO_CUES)
+    (tmp_path / "labels.csv").write_text("utterance_id,label,split\ntalk_0000, happy ,train\ntalk_0001,sad,train\n")
+    (tmp_path / "params.yaml").write_text("ingest: {holdout_share: 0.0}\n")
+    monkeypatch.chdir(tmp_path)
+    common = ["ingest", "--params", "params.yaml", "--format", "subtitles", "--root", "sub2", "--out", "m.csv"]
+    assert main(common + ["--labels", "labels.csv"]) == 0
+    manifest = pd.read_csv("m.csv")
+    assert list(manifest["media"]) == ["sub2/talk.mp4"] * 2 and list(manifest["label"]) == ["happy", "sad"]
+    assert main(common + ["--labels", "happy", "sad"]) == 2
+    assert "--labels for the subtitles format is one value (a CSV of utterance_id" in capsys.readouterr().err
+    assert main(["ingest", "--params", "params.yaml", "--format", "iemocap", "--root", "sub2", "--out", "m.csv",
+                 "--labels", "happy"]) == 2
+    assert "the iemocap format takes no --labels (IEMOCAP's labels come from label_map" in capsys.readouterr().err
+
+
+def test_meld_labels_from_the_command_line_are_one_word(meld_root, tmp_path, monkeypatch):
+    from pipeline.stages.ingest import run
+
+    (tmp_path / "params.yaml").write_text("ingest: {}\n")
+    manifest = run(tmp_path / "m.csv", tmp_path / "params.yaml", "meld", str(meld_root), labels=["sentiment"])
+    assert manifest.attrs["labels"] == ["negative", "neutral", "positive"]
+
+
+def test_cues_in_time_order_without_styling_and_unicode_speakers(tmp_path):
+    from pipeline.subtitles import read_cues
+
+    srt = ("1\n00:00:02,000 --> 00:00:03,000\n{\\an8}ÉLODIE: {\\i1}Bonjour{\\i0} toi\n\n"
+           "2\n00:00:00,500 --> 00:00:01,500\n<i>Ann:</i> <font color=\"#ffff00\">first</font>\n\n"
+           "3\n00:00:01,000 --> 00:00:01,800\nÖzil: over Ann\n\n"
+           "4\n00:00:00,500 --> 00:00:00,900\nbob: same start as 2, later in the file\n")
+    (tmp_path / "a.srt").write_text(srt, encoding="utf-8")
+    cues, counts = read_cues(tmp_path / "a.srt")
+    assert [(c["speaker"], c["text"]) for c in cues] == [
+        ("Ann", "first"), ("unknown", "bob: same start as 2, later in the file"), ("Özil", "over Ann"),
+        ("ÉLODIE", "Bonjour toi")]
+    assert [c["line"] for c in cues] == [6, 14, 10, 2]
+    assert counts == {"overlapping": 2}     # 4 and 3 overlap 2; 1 starts after every other cue ends
+
+
+def test_a_windows_1252_srt_is_read_and_a_broken_utf8_one_named(tmp_path):
+    from pipeline.subtitles import read_cues
+
+    (tmp_path / "old.srt").write_bytes("1\n00:00:00,100 --> 00:00:01,000\nJos\u00e9: it\u2019s me\n".encode("cp1252"))
+    assert read_cues(tmp_path / "old.srt")[0][0]["text"] == "it\u2019s me"
+    (tmp_path / "bad.srt").write_bytes("1\n00:00:00,100 --> 00:00:01,000\nJos\u00e9: hi\n".encode() + b"\xe9!\n")
+    with pytest.raises(ManifestError, match=r"bad.srt: line 4: byte 0xe9 at offset \d+ is not UTF-8"):
+        read_cues(tmp_path / "bad.srt")
+
+
+def test_duplicate_ids_in_a_subtitles_corpus_name_the_file(tmp_path):
+    root = subtitled_folder(tmp_path / "rec", TWO_CUES)
+    clip(root / "talk.mkv", 3.0)
+    with pytest.raises(ManifestError, match=r"rec/talk.mp4: has the name of talk.mkv"):
+        read_dataset("subtitles", root)
+    (root / "talk.mkv").unlink()
+    (tmp_path / "labels.csv").write_text("utterance_id,label\ntalk_0000,happy\ntalk_0001,sad\ntalk_0000,sad\n")
+    with pytest.raises(ManifestError, match=r"labels.csv: line 4: duplicate utterance id 'talk_0000' \(first on line 2\)"):
+        read_dataset("subtitles", root, labels=str(tmp_path / "labels.csv"))
+
+
+def test_reader_errors_name_the_dataset_file_and_line(tmp_path):
+    write_iemocap(tmp_path, {"Ses01F_impro01": [("F", "neu", "Hi."), ("M", "sad", "Oh.")]})
+    transcript = tmp_path / "Session1" / "dialog" / "transcriptions" / "Ses01F_impro01.txt"
+    lines = transcript.read_text().splitlines()
+    transcript.write_text("\n".join(lines[:2] + [lines[1]] + lines[2:]) + "\n")    # a turn written twice
+    with pytest.raises(ManifestError, match=re.escape(f"{transcript}: line 3: duplicate utterance id "
+                                                      f"'Ses01F_impro01_M000' (first on line 2)")):
+        read_dataset("iemocap", tmp_path)

@@ -1,11 +1,11 @@
-"""A dataset's own layout (demo, generic CSV, MELD, IEMOCAP) into the manifest."""
+"""A dataset's own layout (demo, generic CSV, MELD, IEMOCAP, subtitled recordings) into the manifest."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from model.data import holdout_valid
 from pipeline.artifacts import check_writable
-from pipeline.datasets import read_dataset
+from pipeline.datasets import command_line_labels, read_dataset
 from pipeline.errors import ParamsError
 from pipeline.lineage import write_record
 from pipeline.manifest import require_training_split, write_manifest
@@ -35,8 +35,8 @@ def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
         raise ParamsError("ingest: no --root given and no ingest.root in params")
     if csv:
         params["csv"] = csv
-    if labels:
-        params["labels"] = labels
+    if labels:   # words from the command line: a label set, or one value, as the format takes them
+        params["labels"] = command_line_labels(fmt, labels)
     check_writable(out)
     manifest = read_dataset(fmt, root, **params)
     if manifest.attrs["labels"]:
