@@ -7,6 +7,7 @@ count and report them instead of crashing.
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +64,23 @@ class MediaInfo:
 def _open(path):
     path = Path(path)
     if not path.is_file():
-        raise MediaError(path, "file not found")
+        raise MediaError(path, _not_a_file(path))
     try:
         return av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise CorruptMedia(path, f"cannot be opened as media ({exc})") from exc
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` is no file, in words: ``is_file()`` says False for a loop and a folder alike.
+    (pipeline.lineage.unreadable_file says the same for the pipeline, which this library may not import.)"""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return "is a broken symbolic link (its target is missing)" if path.is_symlink() else "file not found"
+    return "is not a file"
 
 
 def probe(path) -> MediaInfo:

@@ -51,13 +51,7 @@ def cross_fit(fit, features, full: np.ndarray, dialogue_ids, oof_rows: np.ndarra
     out, source = full.copy(), np.full(len(full), -1)
     if k < 2:
         return CrossFit(out, source, {"folds": 0})
-    if not valid_rows.any():
-        raise PipelineError("cross-fitting maps fold features with the valid rows, and there are none: "
-                            "give the data a valid split (ingest.holdout_share) or set folds: 0")
-    n = len(set(np.asarray(dialogue_ids)[oof_rows]))
-    if n < k:
-        raise PipelineError(f"cross-fitting with folds: {k} needs at least {k} training dialogues, there are {n}: "
-                            f"lower `folds` in this stage's params (0 turns cross-fitting off)")
+    check_cross_fitting(k, dialogue_ids, oof_rows, valid_rows)
     folds = group_folds(dialogue_ids, oof_rows, k, seed)
     r2, parts = [], []
     for fold in range(k):
@@ -70,6 +64,26 @@ def cross_fit(fit, features, full: np.ndarray, dialogue_ids, oof_rows: np.ndarra
         parts.append(part)
     return CrossFit(out, source, {"folds": k, "seed": seed, "map": "ridge(alpha=1) on valid rows",
                                   "map_r2_on_valid": [round(v, 4) for v in r2]}, parts)
+
+
+def check_cross_fitting(k: int, dialogue_ids, oof_rows: np.ndarray, valid_rows: np.ndarray, setting: str = "folds",
+                        source=None) -> None:
+    """What ``k`` folds need, checked before any part is fitted: a training dialogue per fold
+    (each fold's part fits on the others: two at the least) and valid rows to map with.
+    ``setting`` names the params key the user can change (``text.folds``)."""
+    if k < 2:
+        return
+    where = f"{source}: " if source else ""
+    n = len(set(np.asarray(dialogue_ids)[oof_rows]))
+    if n < k:
+        fix = (f"lower {setting} to {n} or less, or set {setting}: 0 to turn cross-fitting off" if n >= 2 else
+               f"it needs two at the least: add dialogues, or set {setting}: 0 to turn cross-fitting off")
+        raise PipelineError(f"{where}cross-fitting with {setting}: {k} needs at least {k} training dialogues (one "
+                            f"per fold, each fold's part fitted on the others), there {'is' if n == 1 else 'are'} "
+                            f"{n}: {fix}")
+    if not valid_rows.any():
+        raise PipelineError(f"{where}cross-fitting maps fold features with the valid rows, and there are none: give "
+                            f"the data a valid split (ingest.holdout_share) or set {setting}: 0")
 
 
 def _cached_fold(fit, mask: np.ndarray, fold: int, cache_dir, cache_key: str):

@@ -57,11 +57,43 @@ def write_npz(path, arrays: dict) -> Path:
 
 
 def load_store(path) -> dict:
+    """A store checked for what every reader indexes by: one length for all rows, masks of that
+    length, labels within the class list (a bad one is an error naming the store, not an
+    IndexError deep in training)."""
     store = read_npz(path)
     missing = [c for c in REQUIRED if c not in store]
     if missing:
         raise PipelineError(f"{path}: not a feature store (missing {missing})")
+    check_store(store, path)
     return store
+
+
+ROW_ARRAYS = ("utterance_id", "dialogue_id", "speaker", "split", "turn", "label", "sentence")
+
+
+def check_store(store: dict, path) -> None:
+    rows = len(store["utterance_id"])
+    for name in [c for c in ROW_ARRAYS if c in store] + [f"{m}_present" for m in MODALITIES if f"{m}_present" in store]:
+        if store[name].shape != (rows,):
+            raise PipelineError(f"{path}: {name} has shape {store[name].shape}, but the store has {rows} rows")
+    for m in (m for m in MODALITIES if m in store):
+        if store[m].ndim != 2 or len(store[m]) != rows:
+            raise PipelineError(f"{path}: the {m} matrix has shape {store[m].shape}, but the store has {rows} rows")
+        mask = store.get(f"{m}_present")
+        if mask is not None and not (mask.dtype == bool or (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all())):
+            raise PipelineError(f"{path}: {m}_present must be true/false per row, not {mask.dtype} values")
+    _check_labels(store["label"], store["classes"], path)
+
+
+def _check_labels(label: np.ndarray, classes: np.ndarray, path) -> None:
+    if classes.ndim != 1:
+        raise PipelineError(f"{path}: classes must be a list of names, not an array of shape {classes.shape}")
+    if label.dtype.kind not in "iu":
+        raise PipelineError(f"{path}: label must hold class indices (integers), not {label.dtype} values")
+    bad = np.flatnonzero((label < -1) | (label >= len(classes)))
+    if len(bad):
+        raise PipelineError(f"{path}: row {bad[0]} has label index {label[bad[0]]}, but there are {len(classes)} "
+                            f"classes (0..{len(classes) - 1}; -1: unlabelled)")
 
 
 def save_store(store: dict, path, stage: str, params: dict, inputs=(), extra=None) -> None:

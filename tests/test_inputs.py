@@ -1,5 +1,7 @@
 """Inputs read wrong or dropped silently (issue 20): each is now a counted reason or an error
 naming the file (and line)."""
+import json
+import re
 import warnings
 
 import numpy as np
@@ -52,3 +54,111 @@ def test_non_finite_opensmile_output_is_a_counted_reason(noise_clip, monkeypatch
     monkeypatch.setattr(extractor.smile, "process_signal", one_nan)
     result = extractor.extract(noise_clip)
     assert result.vector is None and result.error == "non_finite" and "1 of 88 values" in result.message
+
+
+# --- a clear one-line error naming the file, not a traceback ---
+
+def test_a_malformed_lineage_record_names_its_file(tmp_path):
+    from pipeline.errors import PipelineError
+    from pipeline.manifest import read_manifest
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("dialogue_id\n")
+    for text, message in [('{"labels": ["a"', "not a readable lineage record"), ("[1, 2]", "not a lineage record"),
+                          ('{"stage": "ingest"}', "the lineage record has no ['labels']")]:
+        (tmp_path / "m.csv.meta.json").write_text(text)
+        with pytest.raises(PipelineError, match=re.escape(f"{tmp_path / 'm.csv.meta.json'}: {message}")):
+            read_manifest(manifest)
+
+
+def test_a_symlink_loop_is_named_by_probe_and_lineage(tmp_path):
+    from extractors.media import MediaError, probe
+    from pipeline.errors import PipelineError
+    from pipeline.lineage import input_hash
+
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)
+    with pytest.raises(MediaError, match=re.escape(f"{loop}: is a symbolic link loop")):
+        probe(loop)
+    with pytest.raises(PipelineError, match=re.escape(f"{loop}: input is a symbolic link loop")):
+        input_hash(loop)     # it hashed as an empty folder
+
+
+@pytest.mark.parametrize("dialogues", ["0", "-3"])
+def test_demo_with_no_dialogues_is_a_clear_error(tmp_path, capsys, dialogues):
+    from pipeline.cli import main
+
+    (tmp_path / "params.yaml").write_text("demo: {}\n")
+    code = main(["demo", "--params", str(tmp_path / "params.yaml"), "--dialogues", dialogues, "--out", str(tmp_path / "d")])
+    assert code == 2 and f"demo.dialogues: {dialogues} is out of range (must be >= 1)" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_text_on_one_dialogue_names_text_folds_before_any_fitting(tiny_corpus, tmp_path):
+    from pipeline.errors import PipelineError
+    from pipeline.stages import text
+
+    _, manifest = tiny_corpus
+    assert manifest["dialogue_id"].nunique() == 1
+    args = (manifest, manifest.attrs["labels"])
+    paths = (tmp_path / "text.npz", tmp_path / "cnn.pt")
+    with pytest.raises(PipelineError, match=r"m.csv: cross-fitting with text.folds: 5 needs at least 5 training "
+                                            r"dialogues .* there is 1: it needs two at the least: add dialogues, or "
+                                            r"set text.folds: 0"):
+        text.build(*args, {}, *paths, inputs=["m.csv"])
+    with pytest.raises(PipelineError, match=r"m.csv: no labelled valid utterance with words"):
+        text.build(*args, {"folds": 0}, *paths, inputs=["m.csv"])
+
+
+def _store(tmp_path, **edits):
+    from pipeline.store import write_npz
+    from test_model import make_store
+
+    store = make_store(n_dialogues=3, turns=2)
+    store.update(edits)
+    return write_npz(tmp_path / "store.npz", store), store
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: {"audio_present": s["audio_present"][:-1]}, r"audio_present has shape \(5,\), but the store has 6 rows"),
+    (lambda s: {"text": s["text"][:4]}, r"the text matrix has shape \(4, \d+\), but the store has 6 rows"),
+    (lambda s: {"label": np.where(np.arange(6) == 4, 3, s["label"])},
+     r"row 4 has label index 3, but there are 3 classes \(0..2; -1: unlabelled\)"),
+    (lambda s: {"label": np.full(6, -2)}, r"row 0 has label index -2"),
+])
+def test_a_store_with_a_mask_or_label_that_does_not_fit_names_the_store(tmp_path, edit, message):
+    from pipeline.errors import PipelineError
+    from pipeline.store import load_store
+
+    _, store = _store(tmp_path)
+    path, _ = _store(tmp_path, **edit(store))
+    with pytest.raises(PipelineError, match=re.escape(str(path)) + ": " + message):
+        load_store(path)
+
+
+def _report_inputs(tmp_path, summary='{"selected_epoch": 1}', history="epoch,loss,valid_wf1,train_acc\n1,0.5,40,50\n"):
+    store, _ = _store(tmp_path)
+    (tmp_path / "eval").mkdir(exist_ok=True)
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps(
+        {"acc": 50.0, "wf1": 40.0, "support": 2, "split": "test", "per_class": {"c0": {"acc": 1, "f1": 1, "support": 2}}}))
+    (tmp_path / "summary.json").write_text(summary)
+    (tmp_path / "history.csv").write_text(history)
+    return store
+
+
+@pytest.mark.parametrize("summary, history, message", [
+    ('{"selected_epoch": ', None, r"summary.json: not a readable training summary"),
+    ("[]", None, r"summary.json: not a training summary \(a JSON object\), but a list"),
+    (None, "epoch,loss\n1,0.5\n", r"history.csv: not a training history \(no \['valid_wf1', 'train_acc'\]\)"),
+    (None, "epoch,loss,valid_wf1,train_acc\n1,0.5,40,50\n2,oops,41,52\n", r"history.csv: line 3: loss 'oops' is not a number"),
+    (None, "", r"history.csv: not a readable training history"),
+])
+def test_the_report_names_a_malformed_summary_or_history(tmp_path, summary, history, message):
+    from pipeline.errors import PipelineError
+    from pipeline.stages import report
+
+    store = _report_inputs(tmp_path, **{k: v for k, v in (("summary", summary), ("history", history)) if v is not None})
+    (tmp_path / "params.yaml").write_text("report: {}\n")
+    with pytest.raises(PipelineError, match=message):
+        report.run(store, tmp_path / "model.pt", tmp_path / "eval", tmp_path / "history.csv", tmp_path / "summary.json",
+                   tmp_path / "features", tmp_path / "report.html", tmp_path / "params.yaml")

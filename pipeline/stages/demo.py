@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pipeline.params import configs, section
 
@@ -15,10 +15,12 @@ class DemoStage:
 def run(out, params_path, dialogues=None, seed=None, workers=None):
     from pipeline.demo.corpus import DemoConfig, generate
 
-    config, stage = configs("demo", section("demo", params_path), DemoConfig, DemoStage)
-    config = replace(config, **{k: v for k, v in (("dialogues", dialogues), ("seed", seed)) if v is not None})
+    flags = {"dialogues": dialogues, "seed": seed, "workers": workers}
+    # the command line's values are checked as the params' are (--dialogues 0 is an error, not an empty corpus)
+    values = {**section("demo", params_path), **{k: v for k, v in flags.items() if v is not None}}
+    config, stage = configs("demo", values, DemoConfig, DemoStage)
     start = time.time()
-    manifest = generate(out, config, workers=workers if workers is not None else stage.workers)
+    manifest = generate(out, config, workers=stage.workers)
     print(f"demo: {len(manifest)} clips in {manifest['dialogue_id'].nunique()} dialogues "
           f"-> {out} ({time.time() - start:.1f}s)")
     return manifest

@@ -3,7 +3,6 @@ coverage with the missing clips named, training curves, test metrics and confusi
 and a dialogue browser with the model's multiview and memory attention."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,8 @@ import pandas as pd
 from model.explain import explain
 from model.train import load_checkpoint, pick_device
 from pipeline.artifacts import RUN_FILES, check_writable, features_path
-from pipeline.lineage import read_record, record_path
+from pipeline.errors import PipelineError
+from pipeline.lineage import read_json_object, read_record, record_path, unreadable_file
 from pipeline.params import configs, load_params, section
 from pipeline.report import Html, build_page, dialogue_browser, esc, figure, image, table, write_page
 from pipeline.store import MODALITIES, load_store, read_npz
@@ -61,13 +61,52 @@ def coverage_section(store: dict, features_dir) -> str:
            f'<details><summary>Missing clips, named ({len(missing)})</summary>{named}</details>'
 
 
-def curves_section(history_path, summary: dict) -> str:
+HISTORY_COLUMNS = ("epoch", "loss", "valid_wf1", "train_acc")   # what the curves plot; valid_loss if there
+METRICS_KEYS = ("acc", "wf1", "support", "per_class")
+
+
+def read_history(path) -> pd.DataFrame:
+    """train's per-epoch history as numbers; a missing column or a cell that is no number (empty
+    is NaN: no valid loss that epoch) is an error naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: training history {unreadable_file(path) or 'not found'}")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: not a readable training history ({exc})") from exc
+    missing = [c for c in HISTORY_COLUMNS if c not in table.columns]
+    if missing or table.empty:
+        raise PipelineError(f"{path}: not a training history (no {'rows' if not missing else missing}); "
+                            f"it needs the columns {list(HISTORY_COLUMNS)}")
+    history = pd.DataFrame(index=table.index)
+    for column in [c for c in table.columns if c in HISTORY_COLUMNS or c == "valid_loss"]:
+        text = table[column].str.strip()
+        history[column] = pd.to_numeric(text.where(text != ""), errors="coerce")
+        bad = table.index[history[column].isna() & (text != "")]
+        if len(bad):
+            raise PipelineError(f"{path}: line {bad[0] + 2}: {column} {table[column][bad[0]]!r} is not a number")
+    return history
+
+
+def read_metrics(path) -> dict:
+    """evaluate's metrics.json, checked for what the page shows (numbers, per class acc/f1/support)."""
+    metrics = read_json_object(path, "metrics file", METRICS_KEYS)
+    numbers = [k for k in ("acc", "wf1", "support") if not isinstance(metrics[k], (int, float))]
+    per_class = metrics["per_class"]
+    if numbers or not isinstance(per_class, dict) or not all(
+            isinstance(m, dict) and {"acc", "f1", "support"} <= set(m) for m in per_class.values()):
+        raise PipelineError(f"{path}: malformed metrics ({numbers or 'per_class'}): {list(METRICS_KEYS)} are "
+                            f"numbers, per_class maps each class to its acc, f1 and support")
+    return metrics
+
+
+def curves_section(history: pd.DataFrame, summary: dict) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = pd.read_csv(history_path)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     axes[0].plot(history["epoch"], history["loss"], label="train loss")
     if "valid_loss" in history and history["valid_loss"].notna().any():
@@ -111,8 +150,9 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
     config = configs("report", section("report", params_path), ReportConfig)
     check_writable(out)
     store = load_store(store_path)
-    summary = json.loads(Path(summary_path).read_text())
-    metrics = json.loads((Path(eval_dir) / "metrics.json").read_text())
+    summary = read_json_object(summary_path, "training summary")
+    metrics = read_metrics(Path(eval_dir) / "metrics.json")
+    history = read_history(history_path)
     run_dir = Path(checkpoint).parent
     records = {name: read_record(run_dir / name) for name in RUN_FILES.values() if record_path(run_dir / name).is_file()}
     if record_path(store_path).is_file():
@@ -120,7 +160,7 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
     split = metrics.get("split", "test")
     sections = [("Run", run_section(load_params(params_path), store, records)),
                 ("Coverage", coverage_section(store, features_dir)),
-                ("Training", curves_section(history_path, summary)),
+                ("Training", curves_section(history, summary)),
                 (f"Metrics on {split}", metrics_section(metrics, eval_dir)),
                 (f"Dialogues of {split}", attention_section(checkpoint, store, store["split"] == split,
                                                             config.dialogues or None))]

@@ -13,8 +13,8 @@ from pipeline.artifacts import check_writable
 from pipeline.parts import save_part
 from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, require_training_split, training_parts
-from pipeline.errors import ParamsError
-from pipeline.crossfit import CrossFitting, content_key, cross_fit
+from pipeline.errors import ParamsError, PipelineError
+from pipeline.crossfit import CrossFitting, check_cross_fitting, content_key, cross_fit
 from pipeline.params import configs, section
 from pipeline.store import label_indices, part_features, save_features
 
@@ -55,6 +55,12 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     y = label_indices(manifest["label"], classes)
     fit_rows, check_rows = train & present & (y >= 0), valid & present & (y >= 0)
     pick = lambda mask: [texts[i] for i in np.flatnonzero(mask)]  # noqa: E731
+    learns = backbone.backbone == "kim_cnn" or sentence.finetune
+    source = inputs[0] if inputs else out
+    if learns:   # before any fitting: the checks cross_fit makes after the full part
+        check_cross_fitting(crossfit.folds, manifest["dialogue_id"], train & present, valid & present, "text.folds",
+                            source)
+        require_rows_to_stop_on(check_rows, source)
 
     def fit(mask):
         if backbone.backbone == "kim_cnn":
@@ -65,7 +71,6 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
         return SentenceEncoder(sentence, classes, device=config.device), {}   # frozen: learns nothing
 
     featurizer, info = fit(fit_rows)
-    learns = backbone.backbone == "kim_cnn" or sentence.finetune
     save_part(featurizer, model_path)
     write_record(model_path, "text", params, inputs, extra={"classes": classes, **info})
     full = part_features(featurizer, pick(present), present)
@@ -85,6 +90,14 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
               f"out of fold {leak.get('train_out_of_fold', float('nan')):.1f}, valid {leak['valid']:.1f}")
     print(f"text: {int(present.sum())}/{len(present)} utterances with words, {matrix.shape[1]}-d -> {out}")
     return matrix, present
+
+
+def require_rows_to_stop_on(check_rows: np.ndarray, source) -> None:
+    """A network fitted on labels picks its epoch on labelled valid rows with words: none is an error."""
+    if not check_rows.any():
+        raise PipelineError(f"{source}: no labelled valid utterance with words, and the text network picks its "
+                            f"epoch on them: give the data a valid split, or two or more training dialogues so "
+                            f"that ingest holds some out (ingest.holdout_share)")
 
 
 def head_accuracy(full, folds, pick, y, fit_rows, check_rows) -> dict:
