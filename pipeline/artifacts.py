@@ -25,6 +25,7 @@ PATHS = {
     "summary": "data/train/summary.json",
     "eval": "data/eval",
     "report": "data/report/index.html",
+    "transcripts": "data/transcripts",    # transcribe: <video>.json, .srt, .vtt
 }
 RUN_FILES = {"text": "text.pt", "audio": "audio.pt", "visual": "visual.pt", "model": "dimmn.pt"}
 

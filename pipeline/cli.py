@@ -38,12 +38,23 @@ def demo_cmd(p):
 
 @command("ingest", "read a dataset's layout into a manifest CSV")
 def ingest_cmd(p):
-    p.add_argument("--format", help="demo | generic | meld | iemocap (params: ingest.format)")
+    p.add_argument("--format", help="demo | generic | meld | iemocap | subtitles | video (params: ingest.format)")
     p.add_argument("--root", help="dataset folder (params: ingest.root)")
     p.add_argument("--csv", help="generic format: the CSV (default ROOT/manifest.csv)")
-    p.add_argument("--labels", nargs="*", help="generic format: the label set")
+    p.add_argument("--labels", nargs="*", help="generic: the label set; meld: emotion|sentiment; subtitles: a CSV "
+                                                "of utterance_id, label; video: a CSV of dialogue, start, end, label")
     p.add_argument("--out", default=PATHS["manifest"])
     return lambda a: stage("ingest").run(a.out, a.params, a.format, a.root, a.csv, a.labels)
+
+
+@command("transcribe", "find the speech, words and speakers in recordings: JSON, SRT and WebVTT per video")
+def transcribe_cmd(p):
+    p.add_argument("--root", required=True, help="a video, or a folder of videos")
+    p.add_argument("--out", default=PATHS["transcripts"], help="folder for <video>.json, .srt, .vtt")
+    p.add_argument("--cache", default=PATHS["cache"], help="cache root (transcripts and the joined Whisper weights)")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--scheduler", help="a Dask scheduler, tcp://HOST:PORT (params: transcribe.scheduler)")
+    return lambda a: stage("transcribe").run(a.root, a.out, a.params, a.cache, a.workers, a.scheduler)
 
 
 @command("text", "train the text CNN on the training transcripts and featurise every utterance")
@@ -134,12 +145,13 @@ def report_cmd(p):
                                          a.params)
 
 
-@command("predict", "label a new conversation (clips + CSV, or a video + subtitles) with a trained run")
+@command("predict", "label a new conversation (clips + CSV, a video + subtitles, or a video alone) with a trained run")
 def predict_cmd(p):
     p.add_argument("--run", dest="run_dir", default=PATHS["models"], help="the trained run's folder")
     p.add_argument("--clips", help="folder of the conversation's clips (with --csv)")
     p.add_argument("--csv", help="turn, speaker, text, media (relative to --clips)")
-    p.add_argument("--video", help="one recording (with --subtitles): each cue is an utterance")
+    p.add_argument("--video", help="one recording: with --subtitles each cue is an utterance; alone, its speech is "
+                                   "transcribed (utterances, words, speakers) and what was heard written as .srt/.vtt")
     p.add_argument("--subtitles", help="the recording's .srt or .vtt (speakers from <v Name> or NAME:)")
     p.add_argument("--out", default="predictions.csv", help="the CSV; the HTML page is written beside it")
     p.add_argument("--cache", default=PATHS["cache"])

@@ -189,6 +189,41 @@ def read_subtitles(root, labels: str | None = None, split: str = "test") -> pd.D
     return _manifest_from_rows(rows.to_dict("records"), root, "subtitles", sorted(set(rows["label"]) - {""}), skipped)
 
 
+def read_video(root, labels: str | None = None, split: str | None = None, transcribe: dict | None = None,
+               cache: str = "data/cache") -> pd.DataFrame:
+    """A folder of recordings and nothing else: each video is one conversation, its utterances,
+    words and speakers found by the transcription step (``pipeline.transcripts``, cached in
+    ``cache``, settings from the ``transcribe`` params section). ``labels``: an optional CSV of
+    dialogue, start, end, label (and split), matched to the utterances by time; labelled rows
+    default to ``train``, unlabelled ones to ``test`` (for predict and export)."""
+    from pipeline.subtitles import VIDEO_SUFFIXES
+    from pipeline.transcripts import conversation_rows, label_rows, labels_by_time, transcribe as run_transcription
+
+    root = Path(root)
+    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    _check_unique_stems(videos)
+    if not videos:
+        raise ManifestError(f"{root}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+    results = run_transcription(videos, transcribe or {}, cache)
+    rows, skipped = [], []
+    for video in videos:
+        result = results[str(video)]
+        if result.vector is None:
+            skipped.append(f"{video.name}: {result.message or result.error}")
+            continue
+        rows += conversation_rows(video, result, video.relative_to(root).as_posix(), split or "test")
+    if not rows:
+        raise ManifestError(f"{root}: no speech found in any of its {len(videos)} videos ({'; '.join(skipped)})")
+    frame = pd.DataFrame(rows)
+    if labels:
+        frame, matched = label_rows(frame.assign(split=split or "train"), labels_by_time(labels))
+        frame.loc[frame["label"] == "", "split"] = split or "test"   # unlabelled turns: context only
+        skipped += [f"{labels}: {len(frame) - matched} of {len(frame)} utterances overlap no labelled span"] \
+            if matched < len(frame) else []
+    frame["where"] = [f"{r.dialogue_id} (transcribed), utterance {r.turn}" for r in frame.itertuples()]
+    return _manifest_from_rows(frame.to_dict("records"), root, "video", sorted(set(frame["label"]) - {""}), skipped)
+
+
 def cue_labels(path) -> dict:
     """utterance_id -> (label, split or None) from a CSV; a repeated id is an error naming its line."""
     if not isinstance(path, (str, Path)):
@@ -217,12 +252,13 @@ def _check_unique_stems(videos) -> None:
 
 
 READERS = {"demo": read_demo, "generic": read_generic_root, "meld": read_meld, "iemocap": read_iemocap,
-           "subtitles": read_subtitles}
+           "subtitles": read_subtitles, "video": read_video}
 
 
 # What ``ingest --labels`` means to each reader: a label set (a list), one value, or nothing.
 LABELS_OPTION = {"generic": ("list", "the label set"), "meld": ("one", "emotion or sentiment"),
                  "subtitles": ("one", "a CSV of utterance_id, label (and split)"),
+                 "video": ("one", "a CSV of dialogue, start, end, label (and split)"),
                  "demo": (None, "the demo's labels come from its corpus.json"),
                  "iemocap": (None, "IEMOCAP's labels come from label_map: 6 or 4")}
 

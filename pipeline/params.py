@@ -43,8 +43,9 @@ LIMITS = {
         "speakers", "min_silence_ms", "speech_pad_ms")},
     **{key: _POSITIVE for key in ("lr", "finetune_lr", "cnn3d_lr", "fps", "active_fps", "max_utterance_s",
                                   "pause_s")},
-    **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share")},
-    **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold", "speaker_threshold")},
+    **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share", "min_speaker_share")},
+    **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold")},
+    "speaker_distance": (0, 2, True, False),   # cosine distance
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

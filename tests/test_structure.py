@@ -132,6 +132,7 @@ def test_train_and_evaluate_run_without_media_libraries(tmp_path):
 TYPO_RUNS = {   # stage section -> the command line (paths need not exist: params are read first)
     "demo": ["demo", "--out", "{tmp}/demo"],
     "ingest": ["ingest", "--root", "{tmp}", "--out", "{tmp}/m.csv"],
+    "transcribe": ["transcribe", "--root", "{tmp}", "--out", "{tmp}/t"],
     "text": ["text", "--manifest", "{tmp}/none.csv"],
     "audio": ["audio", "--manifest", "{tmp}/none.csv"],
     "visual": ["visual", "--manifest", "{tmp}/none.csv"],

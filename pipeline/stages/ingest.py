@@ -37,6 +37,8 @@ def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
         params["csv"] = csv
     if labels:   # words from the command line: a label set, or one value, as the format takes them
         params["labels"] = command_line_labels(fmt, labels)
+    if fmt == "video":   # utterances come from the transcription step, with its own params section
+        params["transcribe"] = section("transcribe", params_path)
     check_writable(out)
     manifest = read_dataset(fmt, root, **params)
     if manifest.attrs["labels"]:

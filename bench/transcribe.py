@@ -1,0 +1,170 @@
+"""Transcription, measured: words on real clips, speakers on generated conversations, speed.
+
+    python bench/transcribe.py --data ../shared/data --run data/models
+
+- **wer**: word error rate of Whisper base and tiny.en, over the words of the real clips whose
+  words are known (the MELD clip, the IEMOCAP clip, the six CREMA-D clips saying "Don't forget
+  a jacket"), pooled: (substitutions + deletions + insertions) / reference words.
+- **der**: diarization error rate on generated conversations (``pipeline.demo.recording``:
+  eSpeak voices, one per speaker, known words and times) of 2, 3 and 4 speakers, ``--seeds``
+  each, with a 0.25 s collar around each true turn's edges (NIST's usual forgiveness), the
+  speaker count estimated (the shipped params). ``der_given`` tells the count; ``der_overlap``
+  has 30 % of the turns start 0.6 s before the previous one ends. ``turn_count_error``:
+  |turns found - turns| / turns, mean over seeds.
+- **rtf**: real-time factor (seconds of recording per second of wall time; higher is faster)
+  on 2 cores of a ``--minutes`` long generated conversation: ``transcribe`` alone and the whole
+  ``predict --video`` (transcription, the three extractors, the model; fresh caches, process
+  start included), each a separate command as a user runs it; and transcription alone per model.
+
+Run it alone: the machine has 2 cores. The last line is one JSON object:
+{"wer": {"base", "tiny_en"}, "wer_per_clip": {...}, "der": {"2", "3", "4"}, "der_given": {...},
+ "der_overlap": {...}, "turn_count_error": {...}, "speakers_found": {...}, "rtf": {"predict_video",
+ "transcribe", "transcribe_base", "transcribe_tiny_en"}, "minutes": ..}.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from common import last_line
+
+from extractors.speech import Transcriber, TranscribeConfig, diarization_error_rate, word_error_rate
+from pipeline.demo.recording import RecordingSpec, make_recording
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def real_clips(data: Path) -> dict:
+    """{clip: its known words} for the real clips in ``data`` that are there."""
+    import pandas as pd
+
+    from pipeline.manifest import read_csv_any_encoding
+
+    known = {}
+    meld = data / "real_clips" / "meld_train_dia0_utt0.mp4"
+    if meld.is_file():
+        known[meld] = str(read_csv_any_encoding(data / "meld_text" / "train_sent_emo.csv")["Utterance"][0])
+    iemocap = data / "real_clips" / "Ses05F_impro03_F000.mp4"
+    if iemocap.is_file():
+        table = pd.read_csv(data / "iemocap_text" / "iemocap_utterances.csv")
+        first = table[(table["dialogue_id"] == "Ses05F_impro03") & (table["speaker"] == "F")].iloc[0]
+        known[iemocap] = str(first["text"])
+    for clip in sorted((data / "cremad_clips").glob("*.flv")):
+        known[clip] = "Don't forget a jacket"
+    return known
+
+
+def words_heard(transcriber, clip) -> str:
+    result = transcriber.extract(str(clip))
+    return " ".join(u["text"] for u in result.info.get("utterances", []))
+
+
+def wer_table(data: Path, weights: Path, log) -> tuple[dict, dict]:
+    clips, pooled, per_clip = real_clips(data), {}, {}
+    for model in ("base", "tiny.en"):
+        transcriber = Transcriber(TranscribeConfig(model=model, cpu_threads=2), weights)
+        errors = words = 0
+        for clip, truth in clips.items():
+            heard = words_heard(transcriber, clip)
+            n = len(truth.split())
+            rate = word_error_rate(truth, heard)
+            errors, words = errors + rate * n, words + n
+            per_clip.setdefault(clip.name, {})[model.replace(".", "_")] = {"wer": round(rate, 3), "heard": heard}
+            log(f"wer {model} {clip.name}: {rate:.2f} ({heard!r} for {truth!r})")
+        pooled[model.replace(".", "_")] = round(errors / max(words, 1), 4)
+    return pooled, per_clip
+
+
+def diarization(weights: Path, seeds: int, workdir: Path, log) -> dict:
+    out = {"der": {}, "der_given": {}, "der_overlap": {}, "turn_count_error": {}, "speakers_found": {}}
+    estimated = Transcriber(TranscribeConfig(cpu_threads=2), weights)
+    for speakers in (2, 3, 4):
+        given = Transcriber(replace(estimated.config, speakers=speakers), weights)
+        rows = {k: [] for k in out}
+        for seed in range(seeds):
+            for overlap in (0.0, 0.3):
+                path = workdir / f"conv{speakers}_{seed}_{overlap}.mp4"
+                truth = make_recording(path, RecordingSpec(speakers=speakers, turns=10, seed=seed, overlap=overlap))
+                found = estimated.extract(str(path)).info["utterances"]
+                der = diarization_error_rate(truth["turns"], found, collar=0.25)
+                if overlap:
+                    rows["der_overlap"].append(der)
+                    continue
+                known = given.extract(str(path)).info["utterances"]
+                rows["der"].append(der)
+                rows["der_given"].append(diarization_error_rate(truth["turns"], known, collar=0.25))
+                rows["turn_count_error"].append(abs(len(found) - len(truth["turns"])) / len(truth["turns"]))
+                rows["speakers_found"].append(len({u["speaker"] for u in found}))
+                log(f"der {speakers} speakers seed {seed}: {der:.3f} (given the count {rows['der_given'][-1]:.3f}), "
+                    f"{len(found)} turns of {len(truth['turns'])}, {rows['speakers_found'][-1]} speakers")
+        for key, values in rows.items():
+            out[key][str(speakers)] = values if key == "speakers_found" else round(float(np.mean(values)), 4)
+    return out
+
+
+def timed(command: list[str], log) -> float:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    seconds = time.perf_counter() - start
+    log(f"{seconds:.1f} s: {' '.join(command)}")
+    return seconds
+
+
+def speed(run: Path, minutes: float, weights: Path, workdir: Path, log) -> dict:
+    turns = int(minutes * 60 / 2.9)   # a generated turn and its pause take about 2.9 s
+    long = workdir / "long.mp4"
+    truth = make_recording(long, RecordingSpec(speakers=2, turns=turns, seed=0))
+    seconds = truth["duration"]
+    log(f"a {seconds / 60:.1f}-minute recording of {turns} turns")
+    rtf = {}
+    for model in ("base", "tiny.en"):
+        transcriber = Transcriber(TranscribeConfig(model=model, cpu_threads=2), weights)
+        start = time.perf_counter()
+        transcriber.extract(str(long))
+        rtf[f"transcribe_{model.replace('.', '_')}"] = round(seconds / (time.perf_counter() - start), 2)
+    python = sys.executable
+    rtf["transcribe"] = round(seconds / timed([python, "-m", "pipeline", "transcribe", "--root", str(long), "--out",
+                                               str(workdir / "heard"), "--cache", str(workdir / "cache_t")], log), 2)
+    if run.is_dir():
+        command = [python, "-m", "pipeline", "predict", "--run", str(run), "--video", str(long), "--out",
+                   str(workdir / "long.csv"), "--cache", str(workdir / "cache_p")]
+        rtf["predict_video"] = round(seconds / timed(command, log), 2)
+    else:
+        log(f"{run}: no trained run (dvc repro makes data/models): predict_video not timed")
+    return {"rtf": rtf, "minutes": round(seconds / 60, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--run", default=str(ROOT / "data" / "models"), help="a trained run, for predict --video")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["wer", "der", "speed"])
+    args = parser.parse_args()
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        weights = workdir / "weights"
+        result = {}
+        if "wer" not in args.skip:
+            result["wer"], result["wer_per_clip"] = wer_table(Path(args.data), weights, log)
+        if "der" not in args.skip:
+            result.update(diarization(weights, args.seeds, workdir, log))
+        if "speed" not in args.skip:
+            result.update(speed(Path(args.run), args.minutes, weights, workdir, log))
+    last_line(result)
+
+
+if __name__ == "__main__":
+    main()

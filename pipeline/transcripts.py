@@ -1,0 +1,137 @@
+"""Recordings as conversations with nothing but the video: the transcription step before the
+extractors (``extractors.speech``: voice activity, Whisper's words, utterances, speakers).
+
+Each recording's transcript is cached like an extractor's output, keyed by the recording's
+content hash and the ``transcribe`` params (``pipeline.cache``: resumable, atomic, local workers
+or a Dask cluster), and becomes ordinary manifest rows, ``<recording>_<nnnn>`` ids, so every
+later stage is unchanged. What was heard is also written as SRT or WebVTT with ``NAME:``
+prefixes, which a person can correct and feed back with ``--subtitles``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from extractors.speech import TranscribeConfig, Transcriber
+from pipeline.cache import extract_utterances
+from pipeline.errors import PipelineError
+from pipeline.manifest import COLUMNS, ManifestError, read_csv_any_encoding
+from pipeline.params import configs
+
+
+@dataclass(frozen=True)
+class TranscribeStage:
+    """How the step runs; changes no transcript."""
+    workers: int = 1
+    scheduler: str | None = None
+
+
+RUNTIME_ONLY = ("cpu_threads", "device")   # CTranslate2 threads and device: not part of the cache key
+
+
+class NoSpeech(PipelineError):
+    pass
+
+
+def transcribe_configs(params: dict) -> tuple[TranscribeConfig, TranscribeStage]:
+    return configs("transcribe", params, TranscribeConfig, TranscribeStage)
+
+
+def transcribe(videos, params: dict, cache_root, workers=None, progress: bool = True, scheduler=None) -> dict:
+    """{video path: Result} for each recording (``Result.info["utterances"]``; ``error`` "no_speech"
+    where none was found), computed once per recording and params, then read from the cache."""
+    config, stage = transcribe_configs(params)
+    frame = pd.DataFrame({"utterance_id": [str(v) for v in videos], "media": [str(v) for v in videos],
+                          "start": float("nan"), "end": float("nan")})
+    key = {k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY}
+    factory = partial(Transcriber, config, Path(cache_root) / "weights")   # the joined Whisper weights live here
+    results, _ = extract_utterances(frame, factory, "transcribe", key, Path(cache_root) / "transcribe",
+                                    workers=workers or stage.workers, progress=progress,
+                                    scheduler=scheduler or stage.scheduler)
+    return results
+
+
+def conversation_rows(video: Path, result, media: str, split: str = "test") -> list[dict]:
+    """A recording's utterances as manifest rows (dialogue = the recording's name)."""
+    stem = Path(video).stem
+    return [{"dataset": "video", "split": split, "dialogue_id": stem, "utterance_id": f"{stem}_{i:04d}", "turn": i,
+             "speaker": u["speaker"], "text": u["text"], "label": "", "media": media, "start": u["start"],
+             "end": u["end"]} for i, u in enumerate(result.info.get("utterances", []))]
+
+
+def check_speech(video, result) -> None:
+    """A recording that gave no utterance is a clear error, not rows of empty text."""
+    if result.vector is None:
+        reason = result.message or result.error or "no transcript"
+        raise NoSpeech(f"{video}: {reason}" if not str(reason).startswith(str(video)) else reason)
+
+
+def labels_by_time(path) -> pd.DataFrame:
+    """The labels CSV of a video corpus: dialogue, start, end, label (and optionally split)."""
+    frame = read_csv_any_encoding(path)
+    missing = [c for c in ("dialogue", "start", "end", "label") if c not in frame.columns]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {missing}; need dialogue, start, end, label (and split)")
+    for column in ("start", "end"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() | (values < 0)
+        if bad.any():
+            line = int(bad.to_numpy().nonzero()[0][0]) + 2
+            raise ManifestError(f"{path}: line {line}: {column} {frame[column][bad].iloc[0]!r} is not a time in seconds")
+        frame[column] = values
+    if (frame["end"] <= frame["start"]).any():
+        line = int((frame["end"] <= frame["start"]).to_numpy().nonzero()[0][0]) + 2
+        raise ManifestError(f"{path}: line {line}: end is not after start")
+    return frame
+
+
+def label_rows(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Each utterance takes the label (and split) of the labelled span of its dialogue that
+    overlaps it most, if that covers at least half of it. Returns the rows and how many matched."""
+    rows = rows.copy()
+    matched = 0
+    for index, row in rows.iterrows():
+        spans = labels[labels["dialogue"] == row["dialogue_id"]]
+        if spans.empty:
+            continue
+        overlap = (spans["end"].clip(upper=row["end"]) - spans["start"].clip(lower=row["start"])).clip(lower=0)
+        best = overlap.idxmax()
+        if overlap[best] >= 0.5 * (row["end"] - row["start"]):
+            rows.at[index, "label"] = spans.at[best, "label"]
+            if "split" in spans.columns and str(spans.at[best, "split"]).strip():
+                rows.at[index, "split"] = spans.at[best, "split"]
+            matched += 1
+    return rows, matched
+
+
+def _stamp(seconds: float, separator: str) -> str:
+    millis = int(round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def subtitles_text(utterances: list[dict], vtt: bool = False) -> str:
+    """What was heard as SRT (or WebVTT), one cue per utterance, the speaker as a ``NAME:`` prefix."""
+    cues = []
+    for i, u in enumerate(utterances, 1):
+        sep = "." if vtt else ","
+        times = f"{_stamp(u['start'], sep)} --> {_stamp(u['end'], sep)}"
+        text = " ".join(str(u["text"]).split()).replace("-->", "->")
+        cues.append(f"{times}\n{u['speaker']}: {text}\n" if vtt else f"{i}\n{times}\n{u['speaker']}: {text}\n")
+    return ("WEBVTT\n\n" if vtt else "") + "\n".join(cues)
+
+
+def write_subtitles(utterances: list[dict], path) -> Path:
+    from pipeline.artifacts import atomic_write
+
+    text = subtitles_text(utterances, vtt=Path(path).suffix.lower() == ".vtt")
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def frame_of(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=COLUMNS)
