@@ -43,6 +43,7 @@ class AudioExtractor:
     """One utterance's audio -> one vector. Raises MediaError subclasses for unreadable clips."""
 
     name = "audio"
+    version = 2   # 2: too-short and non-finite segments are reasons, not zeros (cache entries of 1 are stale)
 
     def __init__(self, config: AudioConfig):
         self.config = config

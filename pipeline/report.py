@@ -29,7 +29,15 @@ summary{cursor:pointer;font-weight:600;padding:4px 0}
 .barbg{display:inline-block;width:60px;height:10px;background:#e6ebf5;border-radius:2px;vertical-align:middle;margin-right:4px}
 .heat{display:inline-block;width:14px;height:14px;margin-right:1px;border:1px solid #e3e7ee;vertical-align:middle}
 .self{outline:2px solid #1d2433} .muted{color:#8a93a3} code{background:#f0f2f6;padding:1px 4px;border-radius:3px}
+.tl{position:relative;background:#fff;border:1px solid #dfe3ea;border-radius:8px;padding:8px 12px 4px 96px}
+.lane{position:relative;height:26px;border-bottom:1px dashed #eceff4} .lane b{position:absolute;left:-88px;top:5px;
+font-weight:600;width:84px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.turn{position:absolute;top:4px;height:18px;border-radius:3px;min-width:2px;opacity:.9}
+.turn:hover{outline:2px solid #1d2433;opacity:1} .axis{position:relative;height:16px;color:#8a93a3;font-size:11px}
+.axis span{position:absolute;transform:translateX(-50%)} .key span{display:inline-block;margin-right:14px}
+.key i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:middle}
 """
+PALETTE = ("#8a93a3", "#f2b134", "#3b6fd8", "#d64545", "#3aa76d", "#9b59b6", "#e67e22", "#16a2b8", "#c2185b")
 
 
 class Html(str):
@@ -88,7 +96,10 @@ def heat_strip(weights: np.ndarray, me: int, labels: list[str]) -> Html:
 
 def dialogue_browser(explained: list[dict], store: dict, classes: list[str], limit: int | None = None) -> str:
     """Each dialogue as a timeline: turn, speaker, text, true and predicted emotion, the multiview
-    attention of the last level (each view's two modality weights) and the memory attention."""
+    attention of the first level (each view's two modality weights) and the memory attention.
+    The first level is the one that weighs the modalities themselves: later levels mix the
+    previous level's two columns, which by eq. 5-8 have almost converged (the last reads
+    0.50 / 0.50 on every demo utterance and would explain nothing)."""
     blocks = []
     for k, item in enumerate(explained[:limit]):
         rows, probs = item["rows"], item["probs"]
@@ -102,9 +113,9 @@ def dialogue_browser(explained: list[dict], store: dict, classes: list[str], lim
                     "true": classes[truth] if truth >= 0 else "–",
                     "predicted": Html(f"{esc(classes[pred])} {probs[t, pred]:.2f} {mark}")}
             if item["views"] is not None:
-                last = item["views"][t, -1]
-                line["multiview attention (last level)"] = Html("<br>".join(
-                    f"{esc(a)} {bar(float(last[g, 0]))} · {esc(b)} {bar(float(last[g, 1]))}"
+                first = item["views"][t, 0]
+                line["multiview attention (level 1 of the modalities)"] = Html("<br>".join(
+                    f"{esc(a)} {bar(float(first[g, 0]))} · {esc(b)} {bar(float(first[g, 1]))}"
                     for g, (a, b) in enumerate(item["view_pairs"])))
             if item["memory"] is not None:
                 line["memory attention (hop 1)"] = heat_strip(item["memory"][0, t], t, names) \
@@ -116,6 +127,45 @@ def dialogue_browser(explained: list[dict], store: dict, classes: list[str], lim
         blocks.append(f"<details{' open' if k == 0 else ''}><summary>{esc(store['dialogue_id'][rows[0]])} · {len(rows)} utterances{score}"
                       f"</summary>{table(lines)}</details>")
     return "".join(blocks)
+
+
+def emotion_colours(classes: list[str]) -> dict:
+    """A fixed colour per class (neutral grey where there is one), so pages agree with each other."""
+    ordered = sorted(classes, key=lambda c: (str(c).lower() != "neutral", list(classes).index(c)))
+    return {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(ordered)}
+
+
+def timeline(turns: list[dict], classes: list[str], duration: float | None = None) -> str:
+    """The recording at a glance: one lane per speaker, each turn a bar from its start to its
+    end coloured by its predicted emotion; hovering shows its time, emotion and words (a
+    ``title``: no script). ``turns``: dicts with speaker, start, end, predicted, probability, text."""
+    if not turns:
+        return '<p class="muted">no turns</p>'
+    colours = emotion_colours(classes)
+    end = max(duration or 0.0, max(float(t["end"]) for t in turns)) or 1.0
+    speakers = list(dict.fromkeys(str(t["speaker"]) for t in turns))
+    lanes = []
+    for speaker in speakers:
+        bars = "".join(
+            f'<span class="turn" style="left:{100 * float(t["start"]) / end:.3f}%;'
+            f'width:{100 * max(float(t["end"]) - float(t["start"]), 0) / end:.3f}%;'
+            f'background:{colours.get(t["predicted"], "#8a93a3")}" title="{esc(_hover(t))}"></span>'
+            for t in turns if str(t["speaker"]) == speaker)
+        lanes.append(f'<div class="lane"><b title="{esc(speaker)}">{esc(speaker)}</b>{bars}</div>')
+    step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600) if end / s <= 12)
+    ticks = "".join(f'<span style="left:{100 * x / end:.3f}%">{_clock(x)}</span>' for x in np.arange(0, end, step))
+    key = "".join(f'<span><i style="background:{colour}"></i>{esc(name)}</span>' for name, colour in colours.items())
+    return f'<div class="tl">{"".join(lanes)}<div class="axis">{ticks}</div></div><p class="key">{key}</p>'
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _hover(turn: dict) -> str:
+    return (f"{_clock(float(turn['start']))}-{_clock(float(turn['end']))} {turn['speaker']}: {turn['predicted']} "
+            f"{float(turn['probability']):.2f}\n{turn['text']}")
 
 
 def build_page(title: str, subtitle: str, sections: list[tuple[str, str]]) -> str:

@@ -13,7 +13,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"demo": {"dialogues": 5, "min_turns": 4, "max_turns": 5, "workers": 2}, "text": {"epochs": 3, "folds": 2},
         "audio": {"dim": 8}, "visual": {"dim": 8}, "train": {"epochs": 2}}
-OWNED = {"train": {"train", "model"}}  # the model's architecture is its own section, read by train
+OWNED = {"train": {"train", "model"},   # the model's architecture is its own section, read by train
+         "ingest": {"ingest", "transcribe"}}   # a video corpus's utterances come from transcription
 DOWNSTREAM_OF_AUDIO = {"audio", "align", "export", "train", "evaluate", "report"}
 
 
@@ -151,3 +152,63 @@ def test_predict_a_real_recording_with_its_subtitles(project, tmp_path):
     assert table["audio_present"].all() and table["visual_present"].all() and "predicted" in out
     page = (tmp_path / "result" / "talk.html").read_text()
     assert "How does a bastard" in page and "<script" not in page
+
+
+def test_predict_a_recording_alone_transcribes_it_and_writes_csv_page_and_subtitles(project, tmp_path):
+    from pipeline.demo.recording import RecordingSpec, make_recording
+
+    dest, _ = project
+    truth = make_recording(tmp_path / "talk.mp4", RecordingSpec(speakers=2, turns=5, seed=2))
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["transcribe"]["speakers"] = 2   # the count known (estimating it is bench/transcribe.py's to measure)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    out = run(f"python -m pipeline predict --params {tmp_path}/p.yaml --video {tmp_path}/talk.mp4 "
+              f"--out {tmp_path}/result/talk.csv", dest)
+    table = __import__("pandas").read_csv(tmp_path / "result" / "talk.csv")
+    assert list(table.columns[:8]) == ["utterance_id", "turn", "start", "end", "speaker", "text", "language", "predicted"]
+    assert abs(len(table) - len(truth["turns"])) <= 1 and set(table["speaker"]) == {"S1", "S2"}
+    assert (table["language"] == "en").all() and table["probability"].between(0, 1).all()
+    assert "heard" in out and "language en" in out
+    page = (tmp_path / "result" / "talk.html").read_text()
+    assert page.index("Timeline") < page.index("Conversation") and 'class="lane"' in page and "<script" not in page
+    srt = (tmp_path / "result" / "talk.srt").read_text()
+    assert srt.startswith("1\n00:00:0") and "S1: " in srt and (tmp_path / "result" / "talk.vtt").is_file()
+    # a person corrects what was heard and runs again with it: the cues are the utterances now
+    corrected = srt.replace("S1: ", "Ann: ").replace("S2: ", "Bob: ")
+    (tmp_path / "fixed.srt").write_text(corrected)
+    run(f"python -m pipeline predict --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/fixed.srt "
+        f"--out {tmp_path}/again.csv", dest)
+    again = __import__("pandas").read_csv(tmp_path / "again.csv")
+    assert set(again["speaker"]) == {"Ann", "Bob"} and len(again) == len(table)
+
+
+def test_predict_on_silence_is_a_clear_error_and_writes_nothing(project, tmp_path):
+    from pipeline.demo.recording import RecordingSpec, make_recording
+
+    dest, _ = project
+    make_recording(tmp_path / "quiet.mp4", RecordingSpec(silent=True))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(dest))
+    done = subprocess.run(f"python -m pipeline predict --video {tmp_path}/quiet.mp4 --out {tmp_path}/q.csv",
+                          cwd=dest, env=env, capture_output=True, text=True, shell=True)
+    assert done.returncode == 2 and "quiet.mp4: no speech found" in done.stderr, done.stderr
+    assert not list(tmp_path.glob("q.*"))
+
+
+@pytest.mark.parametrize("out, message", [("x.html", "--out names the CSV"), ("predictions", "--out names the CSV")])
+def test_predict_refuses_an_out_that_is_not_a_csv(project, tmp_path, out, message):
+    dest, _ = project
+    folder = _conversation(dest)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(dest))
+    done = subprocess.run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/{out}",
+                          cwd=dest, env=env, capture_output=True, text=True, shell=True)
+    assert done.returncode == 2 and message in done.stderr and not (tmp_path / out).exists()
+
+
+def test_predict_keeps_transcript_cells_from_becoming_spreadsheet_formulas(project, tmp_path):
+    dest, _ = project
+    folder = _conversation(dest)
+    (folder / "turns.csv").write_text((folder / "turns.csv").read_text().replace("hello there", "=HYPERLINK(1)", 1)
+                                      .replace(",A,hello there", ",@B,+1 more", 1))
+    run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/p.csv", dest)
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert ",'=HYPERLINK(1)," in lines[1] and ",'@B,'+1 more," in lines[2]

@@ -72,6 +72,13 @@ def extraction_groups(config, frame: pd.DataFrame) -> list:
     return [(one, frame.iloc[rows]) for one, rows in groups.items()]
 
 
+def cache_params(extractor_cls, config) -> dict:
+    """What keys a clip's cache entry: the config, and the extractor's ``version`` where its
+    output changed for the same config (entries made before that are then not reused)."""
+    version = getattr(extractor_cls, "version", None)
+    return asdict(config) if version is None else dict(asdict(config), extractor_version=version)
+
+
 def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True,
                 scheduler=None):
     """Raw vectors of the rows that gave one, a presence mask, missing reasons, per-clip info, counts."""
@@ -79,7 +86,8 @@ def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers:
     results, counts = {}, Counter()
     for part_config, rows in extraction_groups(config, frame):
         found, part_counts = extract_utterances(rows, partial(extractor_cls, part_config), modality,
-                                                asdict(part_config), Path(cache_root) / modality, workers=workers,
+                                                cache_params(extractor_cls, part_config), Path(cache_root) / modality,
+                                                workers=workers,
                                                 progress=progress, scheduler=scheduler)
         results.update(found)
         counts.update(part_counts)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from model.train import load_checkpoint, pick_device, predict_probs
-from pipeline.artifacts import RUN_FILES, check_writable, run_file
+from pipeline.artifacts import RUN_FILES, atomic_write, check_writable, run_file
 from pipeline.parts import load_part
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_record, record_path
@@ -84,11 +84,14 @@ def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, cla
         if modality == "text":
             texts, present = text_inputs(conversation)
             inputs = [texts[i] for i in np.flatnonzero(present)]
+            reasons = np.where(present, "", "empty_text")
         else:
             record = read_record(run_file(run, modality))
             config = configs(modality, record["extractor"], media_extractor(modality)[0])
-            inputs, present, _, _, _ = extract_raw(modality, conversation, config, cache_root, workers, progress=False)
+            inputs, present, reasons, _, _ = extract_raw(modality, conversation, config, cache_root, workers,
+                                                         progress=False)
         store[modality], store[f"{modality}_present"] = part_features(part, inputs, present), present
+        store[f"{modality}_missing"] = reasons
     return store
 
 
@@ -117,9 +120,10 @@ def predict_conversation(run, conversation: pd.DataFrame, params: dict, cache_ro
     order = np.argsort(rows)
     rows, probs = rows[order], probs[order]
     classes = blob["classes"]
-    columns = ["utterance_id", "turn", "speaker", "start", "end", "text"]
+    columns = ["utterance_id", "turn", "start", "end", "speaker", "text"]
     out = conversation.loc[rows, columns].reset_index(drop=True)
     out["predicted"] = [classes[i] for i in probs.argmax(1)]
+    out["probability"] = probs.max(1).round(4)
     for j, name in enumerate(classes):
         out[f"p_{name}"] = probs[:, j].round(4)
     for modality in model.modalities:
@@ -127,29 +131,101 @@ def predict_conversation(run, conversation: pd.DataFrame, params: dict, cache_ro
     return out, store, model, blob
 
 
-def conversation_page(store: dict, model, blob: dict, title: str) -> str:
-    """The report's dialogue view for a new conversation: predictions and attention, no metrics."""
+def conversation_page(store: dict, model, blob: dict, title: str, table: pd.DataFrame) -> str:
+    """A new conversation's page: first its timeline (a lane per speaker, each turn coloured by
+    its predicted emotion, its words on hover), then the report's dialogue view with attention."""
     from model.explain import explain
-    from pipeline.report import build_page, dialogue_browser
+    from pipeline.report import build_page, dialogue_browser, timeline
 
     explained = explain(model, store, np.ones(len(store["label"]), bool), next(model.parameters()).device)
     browser = dialogue_browser(explained, store, list(blob["classes"]))
-    note = ("<p>Each utterance's predicted emotion and probability; the multiview attention (how much each "
-            "modality weighed, per view) and the memory attention over the conversation's other utterances.</p>")
-    return build_page("Emotions in a conversation", title, [("Conversation", note + browser)])
+    sections = []
+    timed = table.dropna(subset=["start", "end"]) if {"start", "end"} <= set(table.columns) else table.iloc[:0]
+    timed = timed[pd.to_numeric(timed["start"], errors="coerce").notna() & pd.to_numeric(timed["end"], errors="coerce").notna()]
+    if len(timed):
+        sections.append(("Timeline", "<p>One lane per speaker; each turn is coloured by its predicted emotion. Hover "
+                                     "over a turn for its time, emotion and words.</p>"
+                         + timeline(timed.to_dict("records"), list(blob["classes"]))))
+    note = ("<p>Each utterance's predicted emotion and probability; the multiview attention of the first level (how "
+            "much each modality weighed, per view) and the memory attention over the conversation's other "
+            "utterances.</p>")
+    return build_page("Emotions in a conversation", title, sections + [("Conversation", note + browser)])
+
+
+SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) get a
+    leading apostrophe: a transcript is data, never a formula."""
+    safe = table.copy()
+    for column in ("speaker", "text", "utterance_id"):
+        safe[column] = [f"'{v}" if isinstance(v, str) and v.startswith(SPREADSHEET_TRIGGERS) else v
+                        for v in safe[column]]
+    return safe
+
+
+def output_paths(out) -> dict:
+    """The CSV named by ``--out`` and the files beside it: the page, and what was heard."""
+    out = Path(out)
+    if out.suffix.lower() != ".csv" or out.is_dir():
+        raise PredictError(f"{out}: --out names the CSV to write, e.g. talk.csv (the .html, and for a recording "
+                           f"without subtitles the .srt and .vtt, are written beside it)")
+    return {"csv": out, "html": out.with_suffix(".html"), "srt": out.with_suffix(".srt"), "vtt": out.with_suffix(".vtt")}
+
+
+def transcribed_conversation(video, params: dict, cache_root) -> tuple[pd.DataFrame, object]:
+    """A recording alone: its utterances, words and speakers from the transcription step."""
+    from pipeline.transcripts import check_speech, conversation_rows, frame_of, transcribe
+
+    video = Path(video)
+    if not video.is_file():
+        raise PredictError(f"{video}: video not found")
+    result = transcribe([video], params.get("transcribe") or {}, cache_root, progress=False)[str(video)]
+    check_speech(video, result)
+    info = result.info
+    print(f"predict: {video}: heard {len(info['utterances'])} utterances from {info['speakers']} speaker(s), "
+          f"language {info['language']} ({info['language_probability']:.2f}), {info['overlapping']} overlapping")
+    return validate(frame_of(conversation_rows(video, result, str(video))), video), result
+
+
+def report_missing(store: dict, modalities) -> None:
+    """Say on the console which utterances lacked a modality, and why (the CSV has the masks)."""
+    for modality in modalities:
+        reasons = [str(r) for r in store.get(f"{modality}_missing", []) if str(r)]
+        if reasons:
+            counts = pd.Series(reasons).value_counts().to_dict()
+            print(f"predict: {modality} missing for {len(reasons)} of {len(store['label'])} utterances "
+                  f"({', '.join(f'{k} {v}' for k, v in counts.items())}); the model read them without it")
 
 
 def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None, subtitles=None):
-    if bool(video) != bool(subtitles) or bool(clips) != bool(csv) or bool(video) == bool(clips):
-        raise PredictError("give --clips and --csv (a folder of clips and its CSV), or --video and --subtitles")
-    check_writable(out)
-    conversation = subtitled_conversation(video, subtitles) if video else read_conversation(clips, csv)
-    table, store, model, blob = predict_conversation(run_dir, conversation, load_params(params_path), cache_root)
-    table.to_csv(out, index=False)
-    page = Path(out).with_suffix(".html")
-    write_page(page, conversation_page(store, model, blob, f"{video or csv} · run {run_dir}"))
-    probs = [c for c in table.columns if c.startswith("p_")]
-    shown = table[["turn", "speaker", "utterance_id", "predicted"] + probs]
+    if bool(clips) != bool(csv) or bool(video) == bool(clips) or (subtitles and not video):
+        raise PredictError("give --clips and --csv (a folder of clips and its CSV), or --video (with --subtitles "
+                           "where a transcript exists; without, the speech is transcribed)")
+    paths = output_paths(out)
+    if subtitles and Path(subtitles).resolve() in {paths["srt"].resolve(), paths["vtt"].resolve()}:
+        paths.pop("srt"), paths.pop("vtt")   # never write over the subtitles the user gave
+    check_writable(*paths.values())
+    params = load_params(params_path)
+    heard = None
+    if video and not subtitles:
+        conversation, heard = transcribed_conversation(video, params, cache_root)
+    else:
+        conversation = subtitled_conversation(video, subtitles) if video else read_conversation(clips, csv)
+    table, store, model, blob = predict_conversation(run_dir, conversation, params, cache_root)
+    if heard is not None:
+        table.insert(table.columns.get_loc("text") + 1, "language", heard.info["language"])
+    atomic_write(paths["csv"], lambda handle: spreadsheet_safe(table).to_csv(handle, index=False))
+    written = [paths["csv"]]
+    if heard is not None:
+        from pipeline.transcripts import write_subtitles
+
+        written += [write_subtitles(heard.info["utterances"], paths[k]) for k in ("srt", "vtt")]
+    title = f"{video or csv} · run {run_dir}" + (f" · language {heard.info['language']}" if heard is not None else "")
+    written.append(write_page(paths["html"], conversation_page(store, model, blob, title, table)))
+    report_missing(store, model.modalities)
+    shown = table[["turn", "start", "end", "speaker", "predicted", "probability"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"predict: {len(table)} utterances -> {out}, {page}")
+    print(f"predict: {len(table)} utterances -> {', '.join(map(str, written))}")
     return table
