@@ -162,3 +162,31 @@ def test_an_empty_checkpoint_or_a_resume_path_that_is_a_folder_is_one_clear_erro
             progress=False)
     with pytest.raises(ModelError, match="m.pt.last: cannot write the checkpoint"):   # named, not its temp file
         fit(make_store(), ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=1), tmp_path / "m.pt", progress=False)
+
+
+def _generic_root(root: Path, dialogues: int = 4) -> Path:
+    (root / "clips").mkdir(parents=True)
+    lines = ["split,dialogue_id,utterance_id,turn,speaker,text,label,media"]
+    for d in range(dialogues):
+        for u in range(2):
+            (root / "clips" / f"d{d}u{u}.mp4").write_bytes(b"")
+            lines.append(f"train,d{d},d{d}u{u},{u},A,hello,happy,clips/d{d}u{u}.mp4")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("holdout_share", "abc", "not a number"), ("holdout_share", 5, "< 1"), ("holdout_share", float("nan"), "not a number"),
+    ("holdout_share", -1, ">= 0"), ("holdout_share", 0.99, "every training dialogue"),
+    ("holdout_seed", -1, ">= 0"), ("holdout_seed", "x", "not an integer"),
+])
+def test_ingest_holdout_values_are_checked(key, value, words, tmp_path, capsys):
+    """ingest's own keys (not its reader's options) were read with float()/int(): a traceback,
+    or every training dialogue silently held out as valid."""
+    root = _generic_root(tmp_path / "clips_root")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"ingest": {key: value}}))
+    code = main(["ingest", "--params", str(tmp_path / "p.yaml"), "--format", "generic", "--root", str(root),
+                 "--out", str(tmp_path / "m.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"ingest.{key}" in err and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "m.csv").exists()

@@ -1,6 +1,7 @@
 """A dataset's own layout (demo, generic CSV, MELD, IEMOCAP, subtitled recordings) into the manifest."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.data import holdout_valid
@@ -9,10 +10,17 @@ from pipeline.datasets import command_line_labels, read_dataset
 from pipeline.errors import ParamsError
 from pipeline.lineage import write_record
 from pipeline.manifest import require_training_split, write_manifest
-from pipeline.params import section
+from pipeline.params import configs, section
 
 
 HOLDOUT = ("holdout_share", "holdout_seed")
+
+
+@dataclass(frozen=True)
+class HoldoutConfig:
+    """The valid split ingest holds out of the training dialogues (the other keys are the reader's)."""
+    holdout_share: float = 0.1
+    holdout_seed: int = 0
 
 
 def hold_out_valid(manifest, share: float, seed: int):
@@ -21,6 +29,9 @@ def hold_out_valid(manifest, share: float, seed: int):
     if (manifest["split"] == "valid").any():
         return manifest, []
     train, valid = holdout_valid(manifest["split"].to_numpy(), manifest["dialogue_id"].to_numpy(), seed, share)
+    if valid.any() and not train.any():
+        raise ParamsError(f"params ingest.holdout_share: {share!r} holds out every training dialogue "
+                          f"({len(set(manifest.loc[valid, 'dialogue_id']))}); nothing would be left to train on")
     manifest = manifest.copy()
     manifest.loc[valid, "split"] = "valid"
     return manifest, sorted(set(manifest.loc[valid, "dialogue_id"]))
@@ -29,7 +40,8 @@ def hold_out_valid(manifest, share: float, seed: int):
 def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
     params = section("ingest", params_path)
     fmt, root = fmt or params.get("format", "demo"), root or params.get("root")
-    share, seed = float(params.get("holdout_share", 0.1)), int(params.get("holdout_seed", 0))
+    holdout = configs("ingest", {k: params[k] for k in HOLDOUT if k in params}, HoldoutConfig)
+    share, seed = float(holdout.holdout_share), holdout.holdout_seed
     params = {k: v for k, v in params.items() if k not in ("format", "root") + HOLDOUT}   # the reader's options
     if not root:
         raise ParamsError("ingest: no --root given and no ingest.root in params")
