@@ -45,6 +45,12 @@ class ModelConfig:
                "attention": ("matrix", "hadamard"), "context": ("tcn", "gru"), "window": ("past", "all"),
                "direction": ("forward", "both")}
 
+    def __post_init__(self):
+        known = list(LETTER.values())
+        if not isinstance(self.modalities, (list, tuple)) or not self.modalities or \
+                len(set(self.modalities)) != len(self.modalities) or any(m not in known for m in self.modalities):
+            raise ModelError(f"model.modalities: {self.modalities!r}: give one or more of {known}, each once")
+
     def view_pairs(self) -> list[tuple[str, str]]:
         pairs = []
         for view in self.views.upper().split("+"):

@@ -61,7 +61,14 @@ RESUMABLE_CHANGES = {"resume", "epochs", "device"}   # settings a resumed run ma
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ModelError(f"train.device {name!r}: this machine has {count} CUDA device(s); use auto or cpu")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"train.device {name!r}: this machine has no MPS device; use auto or cpu")
+    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -190,3 +190,28 @@ def test_ingest_holdout_values_are_checked(key, value, words, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and f"ingest.{key}" in err and words in err and "Traceback" not in err, err
     assert not (tmp_path / "m.csv").exists()
+
+
+@pytest.mark.parametrize("modalities", [[], ["textt"], ["text", "text"]])
+def test_model_modalities_must_be_known_and_distinct(modalities, tmp_path, capsys):
+    """[] was an IndexError deep in the forward pass; a typo said the store had no modality at all."""
+    np.savez(tmp_path / "store.npz", **make_store())
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"model": {"d": 16, "K": 3, "L": 2, "modalities": modalities,
+                                                               "fusion": "concat"}, "train": {"epochs": 1}}))
+    code = main(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+                 "--checkpoint", str(tmp_path / "m.pt"), "--history", str(tmp_path / "h.csv"),
+                 "--summary", str(tmp_path / "s.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.modalities" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("device", ["cuda:99", "mps"])
+def test_a_device_this_machine_lacks_is_a_clear_error(device):
+    """A RuntimeError from torch's CUDA init before (no driver), after the store was loaded."""
+    import torch
+
+    from model.train import pick_device
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(ModelError, match=f"train.device '{device}'"):
+        pick_device(device)
