@@ -45,6 +45,12 @@ class TextConfig:
     seed: int = 0
     device: str = "auto"
 
+    def __post_init__(self):
+        widths = self.widths
+        if not isinstance(widths, (list, tuple)) or not widths or \
+                not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise TextError(f"text.widths: {widths!r}: give a list of one or more filter widths, integers >= 1")
+
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[!?]")   # letters and digits of any script
 

@@ -215,3 +215,12 @@ def test_a_device_this_machine_lacks_is_a_clear_error(device):
         pytest.skip("this machine has MPS")
     with pytest.raises(ModelError, match=f"train.device '{device}'"):
         pick_device(device)
+
+
+@pytest.mark.parametrize("widths", [[], [0], ["a"], [-3, 4], [3.5]])
+def test_text_widths_are_positive_integers(widths, tmp_path, capsys):
+    """Each was a torch or Python traceback once the text stage had read the manifest."""
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"text": {"widths": widths}}))
+    code = main(["text", "--params", str(tmp_path / "p.yaml"), "--manifest", str(tmp_path / "none.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "text.widths" in err and "Traceback" not in err, err
