@@ -224,3 +224,18 @@ def test_text_widths_are_positive_integers(widths, tmp_path, capsys):
     code = main(["text", "--params", str(tmp_path / "p.yaml"), "--manifest", str(tmp_path / "none.csv")])
     err = capsys.readouterr().err
     assert code == 2 and "text.widths" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"cue_reliability": {"text": 2}}, "demo.cue_reliability"), ({"cue_reliability": {"txt": 0.5}}, "demo.cue_reliability"),
+    ({"min_turns": 9, "max_turns": 3}, "demo.min_turns"), ({"width": 161}, "demo.width"),
+    ({"height": 1000000}, "demo.height"),
+])
+def test_demo_settings_that_fit_together(values, words, tmp_path, capsys):
+    """A KeyError or ValueError from a worker process, an OpenCV assertion (odd size), or an
+    endless run (a million-pixel-wide frame) before."""
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"demo": values}))
+    code = main(["demo", "--params", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "demo")])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "demo").exists()

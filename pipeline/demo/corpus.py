@@ -73,6 +73,19 @@ class DemoConfig:
     head_motion: float = 5.0   # pixels
     splits: dict = field(default_factory=lambda: {"train": 0.7, "valid": 0.15, "test": 0.15})
 
+    def __post_init__(self):
+        if self.min_turns > self.max_turns:
+            raise ValueError(f"demo.min_turns {self.min_turns} is more than demo.max_turns {self.max_turns}")
+        for key in ("width", "height"):   # H.264 in yuv420p takes even sizes; past 4096 the clips only get slow
+            value = getattr(self, key)
+            if value % 2 or not 16 <= value <= 4096:
+                raise ValueError(f"demo.{key} {value}: give an even number of pixels from 16 to 4096")
+        cues = self.cue_reliability
+        if not isinstance(cues, dict) or set(cues) != {"text", "audio", "visual"} or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in cues.values()):
+            raise ValueError(f"demo.cue_reliability {cues!r}: give text, audio and visual, each a probability "
+                             f"from 0 to 1")
+
 
 def _labels_for_dialogue(cfg: DemoConfig, turns: int, rng) -> list[tuple[str, str]]:
     """(speaker, emotion) per turn: inertia within a speaker, contagion across speakers."""
