@@ -79,6 +79,10 @@ def sides(region: str | dict, utterance_ids) -> list[str]:
     by session, and its ids name the session and speaker: {"Ses01*_F*": left, "Ses01*_M*": right}."""
     if not isinstance(region, dict):
         return [Region(region).value] * len(utterance_ids)
+    known = [r.value for r in Region]
+    bad = {str(glob): side for glob, side in region.items() if side not in known}
+    if bad:
+        raise ValueError(f"visual.region: {bad} is not a side; each pattern takes one of {known}")
     by_glob = {str(glob): Region(side).value for glob, side in region.items()}
     out = []
     for uid in utterance_ids:

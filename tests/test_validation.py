@@ -239,3 +239,10 @@ def test_demo_settings_that_fit_together(values, words, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and words in err and "Traceback" not in err, err
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_region_map_with_an_unknown_side_names_visual_region():
+    from extractors.visual import sides
+
+    with pytest.raises(ValueError, match=r"visual.region: \{'\*': 'top'\} is not a side"):   # was "'top' is not a valid Region"
+        sides({"Ses01*": "left", "*": "top"}, ["Ses01_F0"])
