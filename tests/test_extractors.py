@@ -178,7 +178,7 @@ def test_a_region_map_gives_each_utterance_its_side_and_the_cache_entries_of_tha
     with pytest.raises(ParamsError, match="matches utterance 'Ses02M_impro01_F000'"):
         media.extract_raw("visual", rows, VisualConfig(region={"Ses01*": "left"}), tmp_path / "cache", workers=1,
                           progress=False)
-    with pytest.raises(ValueError, match="'middle' is not a valid Region"):
+    with pytest.raises(ValueError, match="visual.region: {'\\*': 'middle'} is not a side"):
         media.extract_raw("visual", rows, VisualConfig(region={"*": "middle"}), tmp_path / "cache", workers=1,
                           progress=False)
 
