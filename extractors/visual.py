@@ -68,6 +68,12 @@ class VisualConfig:
     CHOICES = {"backbone": lambda: BACKBONES, "no_face": NoFace, "region": Region, "decode": Decode,
                "detector": ("mediapipe", "cascade"), "speaker": Speaker}
 
+    def __post_init__(self):
+        # the 3D-CNN pools frames by 2 once and the picture by 2 twice: smaller clips have no output
+        if self.clip_frames < 2 or self.clip_size < 4:
+            raise ValueError(f"visual.clip_frames {self.clip_frames} / clip_size {self.clip_size}: the 3D-CNN needs "
+                             "at least 2 frames of 4 x 4 pixels")
+
     def per_utterance(self, utterance_ids) -> list[VisualConfig]:
         """The config each utterance is extracted with: ``region`` resolved to its side (``sides``)."""
         return [replace(self, region=side) for side in sides(self.region, utterance_ids)]

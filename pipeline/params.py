@@ -46,6 +46,8 @@ LIMITS = {
     **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share", "min_speaker_share")},
     **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold")},
     "speaker_distance": (0, 2, True, False),   # cosine distance
+    # sampling a video faster than any video's frame rate only repeats frames (100000 never finished)
+    "visual.fps": (0, 120, True, False), "visual.active_fps": (0, 120, True, False),
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

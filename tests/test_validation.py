@@ -246,3 +246,17 @@ def test_a_region_map_with_an_unknown_side_names_visual_region():
 
     with pytest.raises(ValueError, match=r"visual.region: \{'\*': 'top'\} is not a side"):   # was "'top' is not a valid Region"
         sides({"Ses01*": "left", "*": "top"}, ["Ses01_F0"])
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"fps": 100000}, "visual.fps"), ({"speaker": "active", "active_fps": 100000}, "visual.active_fps"),
+    ({"backbone": "cnn3d", "clip_frames": 1, "clip_size": 1}, "visual.clip_frames"),
+])
+def test_visual_sampling_and_3d_clip_sizes_have_bounds(values, words, tmp_path, capsys):
+    """fps 100000 ran past any timeout (each sampling time a repeated frame through the face
+    detector); a 1-frame 1-pixel cnn3d clip was a torch error after the clips were read."""
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"visual": values}))
+    code = main(["visual", "--params", str(tmp_path / "p.yaml"), "--manifest", str(tmp_path / "none.csv"),
+                 "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err, err
