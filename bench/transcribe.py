@@ -17,7 +17,7 @@
   start included), each a separate command as a user runs it; and transcription alone per model.
 
 Run it alone: the machine has 2 cores. The last line is one JSON object:
-{"wer": {"base", "tiny_en"}, "wer_per_clip": {...}, "der": {"2", "3", "4"}, "der_given": {...},
+{"wer": {"base", "tiny_en"}, "wer_by_corpus": {model: {corpus}}, "wer_per_clip": {...}, "der": {"2", "3", "4"}, "der_given": {...},
  "der_overlap": {...}, "turn_count_error": {...}, "speakers_found": {...}, "rtf": {"predict_video",
  "transcribe", "transcribe_base", "transcribe_tiny_en"}, "minutes": ..}.
 """
@@ -66,20 +66,31 @@ def words_heard(transcriber, clip) -> str:
     return " ".join(u["text"] for u in result.info.get("utterances", []))
 
 
-def wer_table(data: Path, weights: Path, log) -> tuple[dict, dict]:
-    clips, pooled, per_clip = real_clips(data), {}, {}
+def corpus_of(clip: Path) -> str:
+    return "cremad" if clip.suffix == ".flv" else "meld" if clip.name.startswith("meld") else "iemocap"
+
+
+def wer_table(data: Path, weights: Path, log) -> tuple[dict, dict, dict]:
+    """Pooled WER per model, and per corpus; each clip's WER and what was heard."""
+    from extractors.speech import normalised_words
+
+    clips, pooled, by_corpus, per_clip = real_clips(data), {}, {}, {}
     for model in ("base", "tiny.en"):
+        name = model.replace(".", "_")
         transcriber = Transcriber(TranscribeConfig(model=model, cpu_threads=2), weights)
-        errors = words = 0
+        counts = {}
         for clip, truth in clips.items():
             heard = words_heard(transcriber, clip)
-            n = len(truth.split())
+            n = len(normalised_words(truth))
             rate = word_error_rate(truth, heard)
-            errors, words = errors + rate * n, words + n
-            per_clip.setdefault(clip.name, {})[model.replace(".", "_")] = {"wer": round(rate, 3), "heard": heard}
+            for key in ("all", corpus_of(clip)):
+                errors, words = counts.get(key, (0.0, 0))
+                counts[key] = (errors + rate * n, words + n)
+            per_clip.setdefault(clip.name, {})[name] = {"wer": round(rate, 3), "heard": heard}
             log(f"wer {model} {clip.name}: {rate:.2f} ({heard!r} for {truth!r})")
-        pooled[model.replace(".", "_")] = round(errors / max(words, 1), 4)
-    return pooled, per_clip
+        pooled[name] = round(counts["all"][0] / max(counts["all"][1], 1), 4)
+        by_corpus[name] = {k: round(e / max(w, 1), 4) for k, (e, w) in counts.items() if k != "all"}
+    return pooled, by_corpus, per_clip
 
 
 def diarization(weights: Path, seeds: int, workdir: Path, log) -> dict:
@@ -158,7 +169,7 @@ def main() -> None:
         weights = workdir / "weights"
         result = {}
         if "wer" not in args.skip:
-            result["wer"], result["wer_per_clip"] = wer_table(Path(args.data), weights, log)
+            result["wer"], result["wer_by_corpus"], result["wer_per_clip"] = wer_table(Path(args.data), weights, log)
         if "der" not in args.skip:
             result.update(diarization(weights, args.seeds, workdir, log))
         if "speed" not in args.skip:

@@ -448,9 +448,10 @@ def _join_words(words: list) -> str:
 # Scoring, for tests and bench/transcribe.py: the transcript against known words and turns.
 
 def normalised_words(text: str) -> list[str]:
+    """Lower-cased words without punctuation; a hyphen joins (KL-5 and KL5 are one word)."""
     import re
 
-    return re.findall(r"[a-z0-9']+", str(text).lower().replace("\u2019", "'"))
+    return re.findall(r"[a-z0-9']+", str(text).lower().replace("\u2019", "'").replace("-", ""))
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

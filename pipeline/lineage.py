@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.numerics import settings
 
 PACKAGES = ("numpy", "torch", "torchaudio", "av", "opencv-python-headless", "opensmile", "gensim",
             "scikit-learn", "dvc")
@@ -77,6 +78,7 @@ def write_record(artifact, stage: str, params: dict, inputs=(), extra: dict | No
         "params": params,
         "inputs": {str(p): input_hash(p) for p in inputs},
         "packages": package_versions(),
+        "numerics": settings(),   # the kernels' instruction set and threads (pipeline.numerics)
     }
     if extra:
         record.update(extra)

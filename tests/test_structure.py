@@ -18,7 +18,7 @@ PACKAGES = ("pipeline", "extractors", "model")
 # Bookkeeping that changes no feature or metric: argument parsing, params parsing, error
 # classes, lineage records. Not required as DVC deps (else every edit re-runs everything).
 BOOKKEEPING = {"pipeline", "pipeline.__main__", "pipeline.cli", "pipeline.params", "pipeline.errors",
-               "pipeline.lineage", "pipeline.stages", "model.errors", "extractors", "model"}
+               "pipeline.lineage", "pipeline.numerics", "pipeline.stages", "model.errors", "extractors", "model"}
 STAGE_MODULE = {"demo": "demo", "ingest": "ingest", "text": "text", "audio": "media", "visual": "media",
                 "align": "align", "export": "exchange", "train": "train", "evaluate": "evaluate", "report": "report"}
 

@@ -260,3 +260,62 @@ def test_visual_sampling_and_3d_clip_sizes_have_bounds(values, words, tmp_path, 
                  "--workers", "2"])
     err = capsys.readouterr().err
     assert code == 2 and words in err and "Traceback" not in err, err
+
+
+def test_the_entry_point_pins_kernels_and_threads_unless_told_otherwise(monkeypatch):
+    from pipeline import numerics
+
+    for key in numerics.PINNED:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(numerics, "_has_avx2", lambda: True)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")   # the user's own value wins
+    pinned = numerics.pin()
+    assert pinned["ATEN_CPU_CAPABILITY"] == "avx2" and pinned["MKL_CBWR"] == "AVX2" and pinned["OMP_NUM_THREADS"] == "7"
+    for key in numerics.PINNED:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DIMMN_NUMERICS", "native")
+    assert all(numerics.pin()[key] is None for key in numerics.PINNED)
+
+
+def test_every_lineage_record_says_which_numeric_settings_made_it(tmp_path):
+    from pipeline.lineage import write_record
+
+    path = write_record(tmp_path / "x.npz", "text", {})
+    assert set(json.loads(path.read_text())["numerics"]) >= {"ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS"}
+
+
+def test_report_refuses_a_store_the_model_cannot_read_and_takes_a_folder_as_out(tmp_path, capsys):
+    """report had no class/dimension check (a store missing a modality was a KeyError, other
+    dimensions a RuntimeError, reordered classes a page under the wrong names), and an --out
+    without a suffix became a folder the page's rename then failed on, naming its temp file."""
+    store = make_store()
+    np.savez(tmp_path / "store.npz", **store)
+    (tmp_path / "p.yaml").write_text("model: {d: 16, K: 3, L: 2}\ntrain: {epochs: 1}\n")
+    common = ["--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+              "--checkpoint", str(tmp_path / "m.pt")]
+    files = ["--history", str(tmp_path / "h.csv"), "--summary", str(tmp_path / "s.json")]
+    assert main(["train", *common, *files]) == 0
+    assert main(["evaluate", *common, "--out", str(tmp_path / "eval")]) == 0
+    report = ["report", *common, *files, "--eval", str(tmp_path / "eval"), "--features", str(tmp_path / "none")]
+    assert main(report + ["--out", str(tmp_path / "page")]) == 0
+    assert (tmp_path / "page" / "index.html").is_file()
+    capsys.readouterr()
+    for name, changed, words in [
+            ("reordered", dict(store, classes=store["classes"][::-1]), "are not the model's"),
+            ("narrow", dict(store, audio=store["audio"][:, :5]), "audio features are 5-d"),
+            ("no_audio", {k: v for k, v in store.items() if not k.startswith("audio")}, "has no audio features")]:
+        np.savez(tmp_path / f"{name}.npz", **changed)
+        argv = [a if a != str(tmp_path / "store.npz") else str(tmp_path / f"{name}.npz") for a in report]
+        assert main(argv + ["--out", str(tmp_path / f"{name}.html")]) == 2
+        err = capsys.readouterr().err
+        assert words in err and f"{name}.npz" in err and "Traceback" not in err, err
+
+
+def test_an_output_path_that_is_a_folder_is_named_not_its_temp_file(tmp_path):
+    from pipeline.artifacts import atomic_write
+    from pipeline.errors import PipelineError
+
+    (tmp_path / "summary.json").mkdir()
+    with pytest.raises(PipelineError, match="summary.json: is a folder"):
+        atomic_write(tmp_path / "summary.json", lambda handle: handle.write(b"{}"))
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
