@@ -61,6 +61,8 @@ def atomic_write(path, write) -> Path:
     """``write(handle)`` into a temp file beside ``path``, fsync, then rename over it: a reader (or
     a run killed mid-write) sees the old file or the whole new one, never a torn one."""
     path = Path(path)
+    if path.is_dir():   # else the rename below fails naming its temp file
+        raise PipelineError(f"{path}: is a folder; name a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from model.explain import explain
-from model.train import load_checkpoint, pick_device
+from model.train import check_store_fits, load_checkpoint, pick_device
 from pipeline.artifacts import RUN_FILES, check_writable, features_path
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_json_object, read_record, record_path, unreadable_file
@@ -136,9 +136,10 @@ def metrics_section(metrics: dict, eval_dir) -> str:
             f'{table(per_class, numeric=("accuracy (recall)", "F1", "support"))}</div><div class="grid">{images}</div>')
 
 
-def attention_section(checkpoint, store: dict, rows_mask, limit=None) -> str:
+def attention_section(checkpoint, store: dict, rows_mask, limit=None, store_path="store") -> str:
     device = pick_device("auto")
     model, blob = load_checkpoint(checkpoint, device)
+    check_store_fits(store, blob, store_path, checkpoint)
     explained = explain(model, store, rows_mask, device)
     note = ("<p>Multiview attention: for each view, how much each of its two modalities weighed at the last "
             "fusion level (each view's two weights sum to one). Memory attention (first hop): how much each "
@@ -148,6 +149,8 @@ def attention_section(checkpoint, store: dict, rows_mask, limit=None) -> str:
 
 def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_dir, out, params_path):
     config = configs("report", section("report", params_path), ReportConfig)
+    if Path(out).is_dir() or not Path(out).suffix:   # a folder: the page is its index.html
+        out = Path(out) / "index.html"
     check_writable(out)
     store = load_store(store_path)
     summary = read_json_object(summary_path, "training summary")
@@ -163,7 +166,7 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
                 ("Training", curves_section(history, summary)),
                 (f"Metrics on {split}", metrics_section(metrics, eval_dir)),
                 (f"Dialogues of {split}", attention_section(checkpoint, store, store["split"] == split,
-                                                            config.dialogues or None))]
+                                                            config.dialogues or None, store_path))]
     page = build_page("DIMMN run report", f"store {store_path} · model {checkpoint}", sections)
     write_page(out, page)
     print(f"report: {out} ({len(page) / 1e6:.2f} MB)")
