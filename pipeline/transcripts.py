@@ -17,7 +17,7 @@ import pandas as pd
 
 from extractors.speech import TranscribeConfig, Transcriber
 from pipeline.cache import extract_utterances
-from pipeline.errors import PipelineError
+from pipeline.errors import ParamsError, PipelineError
 from pipeline.manifest import COLUMNS, ManifestError, read_csv_any_encoding
 from pipeline.params import configs
 
@@ -37,7 +37,17 @@ class NoSpeech(PipelineError):
 
 
 def transcribe_configs(params: dict) -> tuple[TranscribeConfig, TranscribeStage]:
-    return configs("transcribe", params, TranscribeConfig, TranscribeStage)
+    config, stage = configs("transcribe", params, TranscribeConfig, TranscribeStage)
+    if config.language != "auto":   # Whisper's own check comes only inside a worker, as a traceback
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        if config.language not in _LANGUAGE_CODES:
+            raise ParamsError(f"params transcribe.language: {config.language!r} is not auto or a language code "
+                              f"Whisper knows (en, fr, de, es, ...)")
+        if config.model.endswith(".en") and config.language != "en":   # else Whisper silently hears English
+            raise ParamsError(f"params transcribe.language: {config.language!r} needs a multilingual model; "
+                              f"transcribe.model {config.model!r} is English only (use base)")
+    return config, stage
 
 
 def transcribe(videos, params: dict, cache_root, workers=None, progress: bool = True, scheduler=None) -> dict:

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import shared
 from extractors.speech import (SpeechError, Transcriber, TranscribeConfig, diarization_error_rate, whisper_folder,
@@ -140,3 +141,26 @@ def test_a_real_meld_clip_is_transcribed_close_to_its_words(transcriber):
     result = transcriber.extract(str(clip))
     heard = " ".join(u["text"] for u in result.info["utterances"])
     assert result.info["language"] == "en" and word_error_rate(words, heard) < 0.35, heard
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"model": "tiny.en", "language": "fr"}, "is English only"), ({"language": "xx"}, "is not auto or a language code"),
+])
+def test_a_language_whisper_cannot_use_is_refused_before_work(values, words, tmp_path, capsys):
+    """tiny.en with fr printed Whisper's warning and transcribed French as English; an unknown
+    code was faster-whisper's ValueError traceback from inside the worker."""
+    (tmp_path / "talk.mp4").write_bytes(b"")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"transcribe": values}))
+    code = main(["transcribe", "--params", str(tmp_path / "p.yaml"), "--root", str(tmp_path),
+                 "--out", str(tmp_path / "t"), "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and "transcribe.language" in err and words in err and "Traceback" not in err, err
+
+
+def test_two_videos_with_one_stem_are_named_before_their_transcripts_overwrite(tmp_path, capsys):
+    (tmp_path / "talk.mp4").write_bytes(b"")
+    (tmp_path / "talk.mkv").write_bytes(b"")
+    code = main(["transcribe", "--root", str(tmp_path), "--out", str(tmp_path / "t"), "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "talk.mkv and talk.mp4 would both be written as talk.json" in err, err
+    assert not (tmp_path / "t").exists()

@@ -26,6 +26,14 @@ def recordings(source) -> list[Path]:
     videos = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
         raise PipelineError(f"{source}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+    by_stem = {}
+    for video in videos:
+        by_stem.setdefault(video.stem, []).append(video.name)
+    clashes = {stem: names for stem, names in by_stem.items() if len(names) > 1}
+    if clashes:   # else the second's JSON, SRT and VTT overwrite the first's
+        stem, names = next(iter(clashes.items()))
+        raise PipelineError(f"{source}: {' and '.join(names)} would both be written as {stem}.json/.srt/.vtt; "
+                            f"rename one ({len(clashes)} such name(s))")
     return videos
 
 
