@@ -209,6 +209,8 @@ def load_blob(path, what: str) -> dict:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]   # an empty file's error has no text
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):   # not torch's advice to unpickle it
+            first = "it holds pickled objects, not only tensors and plain values; never load it with weights_only=False"
         raise ModelError(f"{path}: not a {what} this pipeline wrote, or damaged (refused: {first[:200]})") from exc
     if not isinstance(blob, dict):
         raise ModelError(f"{path}: not a {what} this pipeline wrote (it holds a {type(blob).__name__})")

@@ -44,7 +44,9 @@ def ingest_cmd(p):
     p.add_argument("--labels", nargs="*", help="generic: the label set; meld: emotion|sentiment; subtitles: a CSV "
                                                 "of utterance_id, label; video: a CSV of dialogue, start, end, label")
     p.add_argument("--out", default=PATHS["manifest"])
-    return lambda a: stage("ingest").run(a.out, a.params, a.format, a.root, a.csv, a.labels)
+    p.add_argument("--cache", help="video format: cache root of the transcripts (params: ingest.cache; default "
+                                   f"{PATHS['cache']})")
+    return lambda a: stage("ingest").run(a.out, a.params, a.format, a.root, a.csv, a.labels, a.cache)
 
 
 @command("transcribe", "find the speech, words and speakers in recordings: JSON, SRT and WebVTT per video")

@@ -44,6 +44,8 @@ LIMITS = {
     **{key: _POSITIVE for key in ("lr", "finetune_lr", "cnn3d_lr", "fps", "active_fps", "max_utterance_s",
                                   "pause_s")},
     **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share", "min_speaker_share")},
+    # the TCN pads (K-1)·2^(L-1) steps: past these it runs out of memory (K 100, L 20 was killed)
+    "K": (1, 64, False, False), "L": (1, 12, False, False), "H": (1, 32, False, False), "R": (1, 32, False, False),
     **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold")},
     "speaker_distance": (0, 2, True, False),   # cosine distance
     # sampling a video faster than any video's frame rate only repeats frames (100000 never finished)

@@ -164,3 +164,25 @@ def test_two_videos_with_one_stem_are_named_before_their_transcripts_overwrite(t
     err = capsys.readouterr().err
     assert code == 2 and "talk.mkv and talk.mp4 would both be written as talk.json" in err, err
     assert not (tmp_path / "t").exists()
+
+
+def test_transcribe_with_no_speech_anywhere_exits_2_and_ingest_takes_a_cache_flag(tmp_path, capsys, weights):
+    make_recording(tmp_path / "quiet.mp4", RecordingSpec(silent=True))
+    params = _params(tmp_path, weights, model="tiny.en")
+    assert main(["transcribe", "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--cache", str(weights),
+                 "--params", str(params)]) == 2
+    assert "no speech found in it" in capsys.readouterr().err
+    assert main(["ingest", "--format", "demo", "--root", str(tmp_path), "--cache", str(weights), "--out",
+                 str(tmp_path / "m.csv"), "--params", str(params)]) == 2
+    assert "--cache is for the video format" in capsys.readouterr().err
+
+
+def test_predict_keeps_a_persons_subtitles_beside_the_csv(tmp_path):
+    from pipeline.stages.predict import heard_subtitles
+
+    turns = [{"start": 0.5, "end": 1.5, "speaker": "S1", "text": "hello"}]
+    (tmp_path / "talk.srt").write_text("1\n00:00:00,500 --> 00:00:01,500\nAnn: hello\n")
+    assert heard_subtitles(turns, tmp_path / "talk.srt") == tmp_path / "talk.heard.srt"
+    assert "Ann: hello" in (tmp_path / "talk.srt").read_text()
+    assert heard_subtitles(turns, tmp_path / "new.srt") == tmp_path / "new.srt"
+    assert heard_subtitles(turns, tmp_path / "new.srt") == tmp_path / "new.srt"   # its own file: rewritten in place

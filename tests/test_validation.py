@@ -50,7 +50,8 @@ def test_every_params_value_of_the_wrong_kind_is_one_clear_line(section, tmp_pat
     ("visual", "fps", 0, "> 0"), ("train", "device", "tpu", "not a device"), ("train", "patience", -1, ">= 0"),
     ("audio", "feature_set", "MFCC", "not one of"), ("visual", "backbone", "resnet", "not one of"),
     ("model", "mode", "transformer", "not one of"), ("text", "lr", 0, "> 0"), ("audio", "workers", 0, ">= 1"),
-    ("demo", "dialogues", 0, ">= 1"), ("visual", "region", "top", "not one of"),
+    ("demo", "dialogues", 0, ">= 1"), ("visual", "region", "top", "not one of"), ("model", "K", 100, "<= 64"),
+    ("model", "L", 20, "<= 12"),
 ])
 def test_out_of_range_and_unknown_choices_name_the_key(section, key, value, words, tmp_path, capsys):
     code, err = _run(section, {section: {key: value}}, tmp_path, capsys)

@@ -37,7 +37,7 @@ def hold_out_valid(manifest, share: float, seed: int):
     return manifest, sorted(set(manifest.loc[valid, "dialogue_id"]))
 
 
-def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
+def run(out, params_path, fmt=None, root=None, csv=None, labels=None, cache=None):
     params = section("ingest", params_path)
     fmt, root = fmt or params.get("format", "demo"), root or params.get("root")
     holdout = configs("ingest", {k: params[k] for k in HOLDOUT if k in params}, HoldoutConfig)
@@ -51,6 +51,10 @@ def run(out, params_path, fmt=None, root=None, csv=None, labels=None):
         params["labels"] = command_line_labels(fmt, labels)
     if fmt == "video":   # utterances come from the transcription step, with its own params section
         params["transcribe"] = section("transcribe", params_path)
+        if cache:
+            params["cache"] = cache
+    elif cache:
+        raise ParamsError(f"ingest: --cache is for the video format (its transcripts), not {fmt}")
     check_writable(out)
     manifest = read_dataset(fmt, root, **params)
     if manifest.attrs["labels"]:

@@ -189,6 +189,18 @@ def transcribed_conversation(video, params: dict, cache_root) -> tuple[pd.DataFr
     return validate(frame_of(conversation_rows(video, result, str(video))), video), result
 
 
+def heard_subtitles(utterances: list[dict], path: Path) -> Path:
+    """What was heard as ``path``; where a different file of that name exists (subtitles a
+    person made or corrected), it is kept and this goes to ``<name>.heard<suffix>`` instead."""
+    from pipeline.transcripts import subtitles_text, write_subtitles
+
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") != subtitles_text(
+            utterances, vtt=path.suffix.lower() == ".vtt"):
+        kept, path = path, path.with_suffix(f".heard{path.suffix}")
+        print(f"predict: {kept} exists and is not what was heard: kept; what was heard -> {path}")
+    return write_subtitles(utterances, path)
+
+
 def report_missing(store: dict, modalities) -> None:
     """Say on the console which utterances lacked a modality, and why (the CSV has the masks)."""
     for modality in modalities:
@@ -219,9 +231,7 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
     atomic_write(paths["csv"], lambda handle: spreadsheet_safe(table).to_csv(handle, index=False))
     written = [paths["csv"]]
     if heard is not None:
-        from pipeline.transcripts import write_subtitles
-
-        written += [write_subtitles(heard.info["utterances"], paths[k]) for k in ("srt", "vtt")]
+        written += [heard_subtitles(heard.info["utterances"], paths[k]) for k in ("srt", "vtt")]
     title = f"{video or csv} · run {run_dir}" + (f" · language {heard.info['language']}" if heard is not None else "")
     written.append(write_page(paths["html"], conversation_page(store, model, blob, title, table)))
     report_missing(store, model.modalities)

@@ -63,4 +63,6 @@ def run(source, out, params_path, cache_root, workers=None, scheduler=None):
         print(f"transcribe: {summary_line(video, result)}")
     found = sum(1 for v in videos if results[str(v)].vector is not None)
     print(f"transcribe: {found}/{len(videos)} recordings with speech -> {out}")
+    if not found:
+        raise PipelineError(f"{source}: no speech found in {'it' if len(videos) == 1 else f'any of its {len(videos)} videos'}")
     return results
