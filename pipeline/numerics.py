@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import os
 
-# oneDNN is left to choose: ONEDNN_MAX_CPU_ISA=AVX2 made the demo's text stage more than 5x
-# slower here (its convolutions fall back to slow kernels), so its kernels are the bound that remains.
+# Measured on the demo's text stage (docs/results.md): ATen's generic kernels, or one thread
+# instead of two, change every feature; AVX2 against AVX-512 kernels (ATen, MKL) changed none
+# here. oneDNN is left to choose: capping it at AVX2 made the stage more than 5x slower here, so
+# its kernels are the bound that remains.
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",   # torch's own kernels: the AVX2 build, on any CPU that has it
     "MKL_CBWR": "AVX2",              # MKL's conditional numerical reproducibility: one code path
     "OMP_NUM_THREADS": "2",          # one thread count everywhere: reductions split alike
     "MKL_NUM_THREADS": "2",
+    "MKL_DYNAMIC": "FALSE",          # ...and MKL may not use fewer threads when the machine is busy
+    "OMP_DYNAMIC": "FALSE",
 }
 
 
