@@ -113,6 +113,12 @@ def test_predict_refuses_other_feature_settings(project):
                           cwd=dest, env=env, shell=True, capture_output=True, text=True)
     assert done.returncode == 2
     assert re.search(r"audio.feature_set is 'emobase' here but '(ComParE_2016|eGeMAPSv02)' in the run", done.stderr)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["text"]["epochs"], params["audio"]["folds"] = 50, 3   # how parts were trained: they change no feature
+    (dest / "other.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run(f"python -m pipeline predict --params other.yaml --clips {folder} --csv {folder}/turns.csv "
+                          f"--out {dest}/other.csv", cwd=dest, env=env, shell=True, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_report_is_one_offline_page(project):

@@ -23,7 +23,7 @@ from pipeline.manifest import ManifestError, read_csv_any_encoding, validate
 from pipeline.params import configs, load_params
 from pipeline.report import write_page
 from extractors.registry import media_extractor
-from pipeline.stages.media import STAGE_ONLY, extract_raw
+from pipeline.stages.media import STAGE_ONLY, MediaStage, extract_raw
 from pipeline.stages.text import text_inputs
 from pipeline.store import part_features, store_columns
 
@@ -55,8 +55,20 @@ def read_conversation(folder, csv) -> pd.DataFrame:
     return validate(frame, csv)
 
 
+def feature_keys(modality: str) -> set[str]:
+    """The settings that shape a modality's features (not how its part was trained): the text
+    backbone's inputs; a media extractor's config and its reduction."""
+    from dataclasses import fields
+
+    if modality == "text":
+        return {"backbone", "encoder", "vectors", "finetune"}
+    return {f.name for f in fields(media_extractor(modality)[0])} | {"dim", "reduction"}
+
+
 def check_settings(run: Path, params: dict, modalities) -> None:
-    """Refuse when this conversation's feature settings (``params``) differ from the run's."""
+    """Refuse when this conversation's feature settings (``params``) differ from the run's.
+    Training-only settings (epochs, patience, learning rates) may differ: the run's fitted
+    parts are used as they are."""
     problems = []
     for modality in modalities:
         artifact = run_file(run, modality)
@@ -64,7 +76,7 @@ def check_settings(run: Path, params: dict, modalities) -> None:
             raise PredictError(f"{record_path(artifact)}: the run's record of its {modality} part is missing")
         recorded = read_record(artifact)["params"]
         current = params.get(modality) or {}
-        for key in sorted((set(recorded) | set(current)) - STAGE_ONLY):
+        for key in sorted(((set(recorded) | set(current)) - STAGE_ONLY) & feature_keys(modality)):
             if key in current and key in recorded and current[key] != recorded[key]:
                 problems.append(f"{modality}.{key} is {current[key]!r} here but {recorded[key]!r} in the run")
     if problems:
@@ -73,8 +85,9 @@ def check_settings(run: Path, params: dict, modalities) -> None:
 
 
 def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, classes, cache_root,
-              workers: int = 1) -> dict:
-    """The conversation as a store, each modality through the run's fitted part (as its stage did)."""
+              workers: dict | None = None) -> dict:
+    """The conversation as a store, each modality through the run's fitted part (as its stage did);
+    ``workers``: processes per media modality (a long recording's clips in parallel)."""
     store = store_columns(conversation, classes)
     for modality in modalities:
         part = load_part(run_file(run, modality))
@@ -88,7 +101,8 @@ def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, cla
         else:
             record = read_record(run_file(run, modality))
             config = configs(modality, record["extractor"], media_extractor(modality)[0])
-            inputs, present, reasons, _, _ = extract_raw(modality, conversation, config, cache_root, workers,
+            inputs, present, reasons, _, _ = extract_raw(modality, conversation, config, cache_root,
+                                                         (workers or {}).get(modality, 1),
                                                          progress=False)
         store[modality], store[f"{modality}_present"] = part_features(part, inputs, present), present
         store[f"{modality}_missing"] = reasons
@@ -115,7 +129,9 @@ def predict_conversation(run, conversation: pd.DataFrame, params: dict, cache_ro
     device = pick_device("auto")
     model, blob = load_checkpoint(run_file(run, "model"), device)
     check_settings(run, params, model.modalities)
-    store = featurise(conversation, run, model.modalities, blob["dims"], blob["classes"], cache_root)
+    workers = {m: configs(m, {"workers": (params.get(m) or {}).get("workers", 1)}, MediaStage).workers
+               for m in model.modalities if m != "text"}   # checked like the stage's own value
+    store = featurise(conversation, run, model.modalities, blob["dims"], blob["classes"], cache_root, workers)
     rows, probs = predict_probs(model, store, np.ones(len(conversation), bool), device)
     order = np.argsort(rows)
     rows, probs = rows[order], probs[order]
