@@ -67,7 +67,7 @@ def load_params(path=None) -> dict:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from exc
+        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc   # one line
     if not isinstance(loaded, dict):
         raise ParamsError(f"{path}: expected sections (a mapping), got {type(loaded).__name__}")
     unknown = sorted(str(k) for k in loaded if k not in SECTIONS)

@@ -320,3 +320,10 @@ def test_an_output_path_that_is_a_folder_is_named_not_its_temp_file(tmp_path):
     with pytest.raises(PipelineError, match="summary.json: is a folder"):
         atomic_write(tmp_path / "summary.json", lambda handle: handle.write(b"{}"))
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_broken_params_file_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text("train: {epochs: 3\nmodel: {d: 4}\n")   # an unterminated flow mapping
+    assert main(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "s.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'p.yaml'}: not valid YAML") and "\n" not in err
