@@ -164,11 +164,11 @@ def read_subtitles(root, labels: str | None = None, split: str = "test") -> pd.D
     one conversation per video, one utterance per cue (``pipeline.subtitles``). ``labels``: an
     optional CSV of utterance_id, label (and split) for the cues (ids are ``<video>_<cue index>``);
     without it the utterances have no label and the split ``split``."""
-    from pipeline.subtitles import VIDEO_SUFFIXES, conversation, subtitle_for
+    from pipeline.subtitles import conversation, subtitle_for, videos_in
 
     root = Path(root)
     table = cue_labels(labels) if labels else {}
-    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = videos_in(root)
     _check_unique_stems(videos)
     parts, where, skipped = [], [], []
     for video in videos:
@@ -196,11 +196,11 @@ def read_video(root, labels: str | None = None, split: str | None = None, transc
     ``cache``, settings from the ``transcribe`` params section). ``labels``: an optional CSV of
     dialogue, start, end, label (and split), matched to the utterances by time; labelled rows
     default to ``train``, unlabelled ones to ``test`` (for predict and export)."""
-    from pipeline.subtitles import VIDEO_SUFFIXES
+    from pipeline.subtitles import VIDEO_SUFFIXES, videos_in
     from pipeline.transcripts import conversation_rows, label_rows, labels_by_time, transcribe as run_transcription
 
     root = Path(root)
-    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = videos_in(root)
     _check_unique_stems(videos)
     if not videos:
         raise ManifestError(f"{root}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
@@ -242,13 +242,13 @@ def cue_labels(path) -> dict:
 
 
 def _check_unique_stems(videos) -> None:
-    """Two videos of one name (talk.mp4, talk.mkv) would share a dialogue, utterance ids and subtitles."""
-    by_stem = {}
-    for video in videos:
-        if video.stem in by_stem:
-            raise ManifestError(f"{video}: has the name of {by_stem[video.stem].name} (utterance ids are "
-                                f"<name>_<cue>, and the subtitles {video.stem}.srt/.vtt would serve both); rename one")
-        by_stem[video.stem] = video
+    from pipeline.subtitles import stem_clash
+
+    clash = stem_clash(videos)
+    if clash:
+        first, video = clash
+        raise ManifestError(f"{video}: has the name of {first.name} (utterance ids are <name>_<cue>, and the "
+                            f"subtitles {video.stem}.srt/.vtt would serve both); rename one")
 
 
 READERS = {"demo": read_demo, "generic": read_generic_root, "meld": read_meld, "iemocap": read_iemocap,

@@ -9,6 +9,7 @@ taken as the number the user meant.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import types
@@ -146,9 +147,12 @@ def check_range(name: str, key: str, value) -> None:
         raise ParamsError(f"params {name}.{key}: {value!r} is out of range (must be {' and '.join(filter(None, (lo, hi)))})")
 
 
+_hints = functools.cache(typing.get_type_hints)   # a config's annotations, resolved once
+
+
 def check_value(cls, name: str, key: str, value):
     """``value`` checked for ``cls``'s field ``key``: its type, range and choices; returns it converted."""
-    kind = typing.get_type_hints(cls).get(key)
+    kind = _hints(cls).get(key)
     if kind is not None:
         ok, value = _matches(value, kind)
         if not ok:

@@ -107,6 +107,22 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
     return cues, counts
 
 
+def videos_in(folder) -> list[Path]:
+    """The videos of a folder, by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def stem_clash(videos) -> tuple[Path, Path] | None:
+    """The first two videos of one name but for the suffix (talk.mkv, talk.mp4), if any: they
+    would share a dialogue, utterance ids, subtitles and transcript files."""
+    seen = {}
+    for video in videos:
+        if video.stem in seen:
+            return seen[video.stem], video
+        seen[video.stem] = video
+    return None
+
+
 def subtitle_for(video: Path) -> Path | None:
     for suffix in SUBTITLE_SUFFIXES:
         candidate = video.with_suffix(suffix)

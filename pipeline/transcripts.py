@@ -75,8 +75,7 @@ def conversation_rows(video: Path, result, media: str, split: str = "test") -> l
 def check_speech(video, result) -> None:
     """A recording that gave no utterance is a clear error, not rows of empty text."""
     if result.vector is None:
-        reason = result.message or result.error or "no transcript"
-        raise NoSpeech(f"{video}: {reason}" if not str(reason).startswith(str(video)) else reason)
+        raise NoSpeech(result.message or f"{video}: {result.error or 'no transcript'}")
 
 
 def labels_by_time(path) -> pd.DataFrame:

@@ -156,8 +156,7 @@ def conversation_page(store: dict, model, blob: dict, title: str, table: pd.Data
     explained = explain(model, store, np.ones(len(store["label"]), bool), next(model.parameters()).device)
     browser = dialogue_browser(explained, store, list(blob["classes"]))
     sections = []
-    timed = table.dropna(subset=["start", "end"]) if {"start", "end"} <= set(table.columns) else table.iloc[:0]
-    timed = timed[pd.to_numeric(timed["start"], errors="coerce").notna() & pd.to_numeric(timed["end"], errors="coerce").notna()]
+    timed = table[table[["start", "end"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)]
     if len(timed):
         sections.append(("Timeline", "<p>One lane per speaker; each turn is coloured by its predicted emotion. Hover "
                                      "over a turn for its time, emotion and words.</p>"

@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.params import section
-from pipeline.subtitles import VIDEO_SUFFIXES
+from pipeline.subtitles import VIDEO_SUFFIXES, stem_clash, videos_in
 from pipeline.transcripts import transcribe, transcribe_configs, write_subtitles
 
 
@@ -23,17 +23,14 @@ def recordings(source) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise PipelineError(f"{source}: no such video or folder")
-    videos = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = videos_in(source)
     if not videos:
         raise PipelineError(f"{source}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
-    by_stem = {}
-    for video in videos:
-        by_stem.setdefault(video.stem, []).append(video.name)
-    clashes = {stem: names for stem, names in by_stem.items() if len(names) > 1}
-    if clashes:   # else the second's JSON, SRT and VTT overwrite the first's
-        stem, names = next(iter(clashes.items()))
-        raise PipelineError(f"{source}: {' and '.join(names)} would both be written as {stem}.json/.srt/.vtt; "
-                            f"rename one ({len(clashes)} such name(s))")
+    clash = stem_clash(videos)
+    if clash:   # else the second's JSON, SRT and VTT overwrite the first's
+        first, second = clash
+        raise PipelineError(f"{source}: {first.name} and {second.name} would both be written as "
+                            f"{first.stem}.json/.srt/.vtt; rename one")
     return videos
 
 
