@@ -28,7 +28,7 @@ from pipeline.parts import load_part, save_part
 
 @dataclass(frozen=True)
 class CrossFitting:
-    """A stage's cross-fitting setting: K folds by dialogue (0 or 1: off, training rows keep
+    """A stage's cross-fitting setting: K folds by dialogue (0: off, training rows keep
     the full part's features, as the original ERC pipelines did)."""
     folds: int = 5
 

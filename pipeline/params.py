@@ -53,6 +53,7 @@ LIMITS = {
     "visual.fps": (0, 120, True, False), "visual.active_fps": (0, 120, True, False),
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+FOLD_KEYS = ("folds", "cv_folds")   # K-fold settings: 0 is off, and one fold would fit on nothing held out
 
 
 def load_params(path=None) -> dict:
@@ -136,6 +137,9 @@ def check_range(name: str, key: str, value) -> None:
         if not isinstance(value, str) or not DEVICE.match(value):
             raise ParamsError(f"params {name}.{key}: {value!r} is not a device; use auto, cpu, cuda or cuda:N")
         return
+    if key in FOLD_KEYS and value == 1 and not isinstance(value, bool):
+        raise ParamsError(f"params {name}.{key}: 1 fold is no cross-validation (nothing is held out); "
+                          f"use 0 to turn it off, or 2 or more folds")
     limit = LIMITS.get(f"{name}.{key}", LIMITS.get(key))
     if limit is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return

@@ -327,3 +327,15 @@ def test_a_broken_params_file_is_one_line_naming_it(tmp_path, capsys):
     assert main(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "s.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'p.yaml'}: not valid YAML") and "\n" not in err
+
+
+@pytest.mark.parametrize("section, key", [("train", "cv_folds"), ("text", "folds"), ("audio", "folds"),
+                                          ("visual", "folds")])
+def test_one_fold_is_an_error_naming_the_key_not_a_silent_off(section, key, tmp_path, capsys):
+    """Every key that means K folds: 1 used to mean "off" without a word; 0 is off, 2 or more folds."""
+    code, err = _run(section, {section: {key: 1}}, tmp_path, capsys)
+    assert code == 2 and f"{section}.{key}: 1 fold" in err and "use 0" in err and "2 or more" in err, err
+    assert "Traceback" not in err
+    from pipeline.params import check_range
+    for fine in (0, 2):
+        check_range(section, key, fine)
