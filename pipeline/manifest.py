@@ -22,6 +22,21 @@ COLUMNS = ["dataset", "split", "dialogue_id", "utterance_id", "turn", "speaker",
            "start", "end"]
 REQUIRED = ["dialogue_id", "utterance_id", "speaker", "text", "label", "media", "split"]
 SPLITS = ("train", "valid", "test")
+SPLIT_ALIASES = {"dev": "valid", "validation": "valid"}   # MELD's name, and Hugging Face's
+SPLIT_NAMES = f"{list(SPLITS)} (any case; dev and validation read as valid)"
+
+
+def canonical_split(value) -> str | None:
+    """``value`` as one of ``SPLITS`` (case and spaces aside, ``dev``/``validation`` as ``valid``),
+    or None for a name the project does not know. Every manifest and store reads splits here."""
+    name = str(value).strip().lower()
+    name = SPLIT_ALIASES.get(name, name)
+    return name if name in SPLITS else None
+
+
+def unknown_splits(values) -> list[str]:
+    """The distinct split names in ``values`` that ``canonical_split`` does not know, sorted."""
+    return sorted({str(v) for v in values if canonical_split(v) is None})
 
 
 class ManifestError(PipelineError):
@@ -174,10 +189,14 @@ def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True,
     for column in (c for c in STRIPPED if c in out.columns):
         out[column] = out[column].map(_cell).str.strip()
     _check_ids(out, where)
-    bad_split = out.index[~out["split"].isin(SPLITS)]
+    split = out["split"].map(canonical_split)
+    bad_split = out.index[split.isna()]
     if len(bad_split):
-        raise ManifestError(f"{where[bad_split[0]]}: unknown split {out.loc[bad_split[0], 'split']!r}; "
-                            f"expected one of {list(SPLITS)}")
+        found = unknown_splits(out.loc[bad_split, "split"])
+        others = f" (unknown in this file: {found[:5]})" if len(found) > 1 else ""
+        raise ManifestError(f"{where[bad_split[0]]}: unknown split {out.loc[bad_split[0], 'split']!r}{others}; "
+                            f"expected one of {SPLIT_NAMES}")
+    out["split"] = split
     if labels is not None:
         bad = out.index[~out["label"].isin(list(labels)) & (out["label"] != "")]   # "": unlabelled
         if len(bad):

@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline.artifacts import atomic_write
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_record, record_path, write_record
+from pipeline.manifest import SPLIT_NAMES, canonical_split, unknown_splits
 
 MODALITIES = ("text", "audio", "visual")
 REQUIRED = ("utterance_id", "dialogue_id", "speaker", "split", "turn", "label", "classes")   # "sentence" optional
@@ -83,6 +84,18 @@ def check_store(store: dict, path) -> None:
         if mask is not None and not (mask.dtype == bool or (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all())):
             raise PipelineError(f"{path}: {m}_present must be true/false per row, not {mask.dtype} values")
     _check_labels(store["label"], store["classes"], path)
+    _check_splits(store, path)
+
+
+def _check_splits(store: dict, path) -> None:
+    """Split names read as a manifest's are (``dev`` is ``valid``); an unknown one is an error: its
+    rows would be in no split, trained and evaluated on by nobody, without a word."""
+    found = unknown_splits(store["split"])
+    if found:
+        rows = int(np.isin(store["split"].astype(str), found).sum())
+        raise PipelineError(f"{path}: split holds unknown name(s) {found[:5]} ({rows} rows); expected one of "
+                            f"{SPLIT_NAMES}")
+    store["split"] = np.asarray([canonical_split(s) for s in store["split"]], dtype=str)
 
 
 def _check_labels(label: np.ndarray, classes: np.ndarray, path) -> None:

@@ -44,7 +44,7 @@ def test_demo_reader_and_round_trip(tiny_corpus, tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda r: r.assign(media=r["media"].where(r.index != 1, "gone.mp4")), r"line 3: media file .*gone.mp4.* not found"),
     (lambda r: r.assign(utterance_id=[r["utterance_id"][0]] * len(r)), r"line 3: duplicate utterance id .*first on line 2"),
-    (lambda r: r.assign(split=["train", "dev", "test"]), r"line 3: unknown split 'dev'"),
+    (lambda r: r.assign(split=["train", "holdout", "test"]), r"line 3: unknown split 'holdout'.*dev and validation"),
     (lambda r: r.assign(dialogue_id=["d", "", "d"]), r"line 3: empty dialogue id"),
     (lambda r: r.assign(start=["0", "1.5", ""], end=["1", "1.0", ""]), r"line 3: start 1.5 is not before end 1.0"),
     (lambda r: r.assign(label=["happy", "happy", "bored"]), r"line 4: label 'bored' is not in the label set"),
@@ -169,3 +169,38 @@ def test_a_symlink_loop_as_media_is_named_as_such(user_folder, tmp_path):
     rows = user_folder.assign(media=[user_folder["media"][0], str(tmp_path / "loop.mp4"), user_folder["media"][2]])
     with pytest.raises(ManifestError, match=r"line 3: media file '.*loop.mp4' is a symbolic link loop"):
         read_generic(write(rows, tmp_path), tmp_path, labels=LABELS)
+
+
+def test_dev_and_validation_read_as_valid_and_other_split_names_are_refused(user_folder, tmp_path, capsys):
+    """MELD calls its valid split dev: a manifest, a store and evaluate --split read it as valid. Any
+    other name is an error naming the file and the names found; before, a store's dev rows were in
+    no split (trained and evaluated on by nobody) without a word."""
+    import numpy as np
+
+    from pipeline.cli import main
+    from pipeline.errors import PipelineError
+    from pipeline.store import load_store, write_npz
+    from tests.test_model import make_store
+
+    out = read_generic(write(user_folder.assign(split=["train", "dev", " Validation"]), tmp_path), tmp_path,
+                       labels=LABELS)
+    assert list(out["split"]) == ["train", "valid", "valid"]
+    with pytest.raises(ManifestError, match=r"unknown split 'eval' \(unknown in this file: \['eval', 'holdout'\]\)"):
+        read_generic(write(user_folder.assign(split=["eval", "holdout", "test"]), tmp_path), tmp_path, labels=LABELS)
+
+    store = make_store()
+    store["split"] = np.where(store["split"] == "valid", "dev", store["split"])
+    write_npz(tmp_path / "dev.npz", store)
+    loaded = load_store(tmp_path / "dev.npz")
+    assert (loaded["split"] == "valid").sum() == (store["split"] == "dev").sum() > 0
+    store["split"] = np.where(store["split"] == "dev", "holdout", store["split"])
+    write_npz(tmp_path / "holdout.npz", store)
+    with pytest.raises(PipelineError, match=r"holdout.npz: split holds unknown name\(s\) \['holdout'\] \(8 rows\)"):
+        load_store(tmp_path / "holdout.npz")
+
+    code = main(["evaluate", "--store", str(tmp_path / "dev.npz"), "--checkpoint", str(tmp_path / "none.pt"),
+                 "--out", str(tmp_path / "eval"), "--split", "holdout"])
+    assert code == 2 and "evaluate --split: unknown split 'holdout'" in capsys.readouterr().err
+    from pipeline.params import check_value
+    from pipeline.stages.evaluate import EvaluateConfig
+    assert check_value(EvaluateConfig, "evaluate", "split", "dev") == "dev"

@@ -12,6 +12,7 @@ from model.train import check_store_fits, load_checkpoint, pick_device, predict_
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
+from pipeline.manifest import SPLIT_ALIASES, SPLIT_NAMES, SPLITS, canonical_split
 from pipeline.params import configs, section
 from pipeline.store import load_store
 
@@ -20,11 +21,14 @@ from pipeline.store import load_store
 class EvaluateConfig:
     split: str = "test"
 
-    CHOICES = {"split": ("train", "valid", "test")}
+    CHOICES = {"split": SPLITS + tuple(SPLIT_ALIASES)}
 
 
 def run(store_path, checkpoint, out, params_path, split=None):
-    split = split or configs("evaluate", section("evaluate", params_path), EvaluateConfig).split
+    given = split or configs("evaluate", section("evaluate", params_path), EvaluateConfig).split
+    split = canonical_split(given)   # dev: valid, as in a manifest
+    if split is None:
+        raise PipelineError(f"evaluate --split: unknown split {given!r}; expected one of {SPLIT_NAMES}")
     store = load_store(store_path)
     check_writable(out)
     model, blob = load_checkpoint(checkpoint, pick_device("auto"))
