@@ -85,6 +85,20 @@ def check_store(store: dict, path) -> None:
             raise PipelineError(f"{path}: {m}_present must be true/false per row, not {mask.dtype} values")
     _check_labels(store["label"], store["classes"], path)
     _check_splits(store, path)
+    check_unique_ids(store["utterance_id"], path)
+
+
+def check_unique_ids(ids, path) -> None:
+    """One row per utterance: a repeated id is an error naming the file and a few of the ids (by id,
+    align would keep the last row, and export, evaluate and predict would count it twice)."""
+    ids = np.asarray(ids).astype(str)
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        repeated = unique[counts > 1]
+        shown = [str(u) for u in ids[np.isin(ids, repeated)]]
+        shown = list(dict.fromkeys(shown))[:5]   # in file order
+        raise PipelineError(f"{path}: {len(repeated)} utterance id(s) on more than one row, e.g. {shown}; each "
+                            f"row must be one utterance with its own id")
 
 
 def _check_splits(store: dict, path) -> None:
@@ -110,6 +124,7 @@ def _check_labels(label: np.ndarray, classes: np.ndarray, path) -> None:
 
 
 def save_store(store: dict, path, stage: str, params: dict, inputs=(), extra=None) -> None:
+    check_store(store, path)   # what every reader will check, before the file exists
     write_npz(path, store)
     write_record(path, stage, params, inputs, extra={"classes": [str(c) for c in store["classes"]], **(extra or {})})
 
@@ -141,6 +156,7 @@ def align(manifest: pd.DataFrame, classes: list[str], feature_paths: dict, out, 
     position = {u: i for i, u in enumerate(store["utterance_id"])}
     for modality, path in feature_paths.items():
         feats = read_npz(path)
+        check_unique_ids(feats["utterance_id"], path)
         matrix = np.zeros((len(manifest), feats["features"].shape[1]), np.float32)
         present = np.zeros(len(manifest), bool)
         reasons = np.full(len(manifest), "not_extracted", dtype=object)

@@ -109,3 +109,39 @@ def test_import_real_mosi_features():
     assert (store["split"] == "train").sum() == 1447
     assert store["text"].shape[1] == 100 and store["audio"].shape[1] == 73 and store["visual"].shape[1] == 100
     assert set(np.unique(store["label"])) == {0, 1}
+
+
+def test_duplicate_utterance_ids_are_refused_naming_the_file_and_ids(tmp_path, capsys):
+    """A store (load, export), a feature file at align and an imported pickle: before, a repeated id
+    was accepted (align kept the last row, export and evaluate counted it twice)."""
+    from pipeline.cli import main
+    from pipeline.errors import PipelineError
+    from pipeline.stages.exchange import run_import
+    from pipeline.store import align, load_store, save_features, write_npz
+
+    store = _store()
+    store["utterance_id"][5] = store["utterance_id"][2]   # d0_u2 twice
+    write_npz(tmp_path / "dup.npz", store)
+    with pytest.raises(PipelineError, match=r"dup.npz: 1 utterance id\(s\) on more than one row, e.g. \['d0_u2'\]"):
+        load_store(tmp_path / "dup.npz")
+    code = main(["export", "--store", str(tmp_path / "dup.npz"), "--out", str(tmp_path / "exported")])
+    err = capsys.readouterr().err
+    assert code == 2 and "dup.npz: 1 utterance id(s)" in err and "'d0_u2'" in err and "Traceback" not in err, err
+
+    clean = _store()
+    manifest = pd.DataFrame({k: clean[k] for k in ("utterance_id", "dialogue_id", "speaker", "split", "turn")})
+    manifest["text"], manifest["label"] = "", [clean["classes"][i] for i in clean["label"]]
+    ids = list(clean["utterance_id"][:3]) + [clean["utterance_id"][0]]
+    save_features(tmp_path / "audio.npz", ids, np.ones((4, 2), np.float32), np.ones(4, bool), [""] * 4, "audio", {})
+    with pytest.raises(PipelineError, match=r"audio.npz: 1 utterance id\(s\) on more than one row, e.g. \['d0_u0'\]"):
+        align(manifest, list(clean["classes"]), {"audio": tmp_path / "audio.npz"}, tmp_path / "store.npz",
+              tmp_path / "coverage.json")
+    assert not (tmp_path / "store.npz").exists()
+
+    export_store(clean, tmp_path / "pickled", ["pickle"], source=None)
+    fields = list(pickle.loads((tmp_path / "pickled" / "features.pkl").read_bytes()))
+    fields[8] = list(fields[8]) + [fields[7][0]]   # a dialogue in trainVid and testVid: its ids twice
+    (tmp_path / "twice.pkl").write_bytes(pickle.dumps(tuple(fields)))
+    with pytest.raises(PipelineError, match=r"twice.pkl: 4 utterance id\(s\) on more than one row"):
+        run_import("pickle", tmp_path / "twice.pkl", tmp_path / "imported.npz", classes=["a", "b", "c"])
+    assert not (tmp_path / "imported.npz").exists()

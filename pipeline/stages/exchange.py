@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError
 from pipeline.labels import IEMOCAP_EMOTIONS, MELD_EMOTIONS, MELD_SENTIMENTS
 from pipeline.lineage import write_record
 from pipeline.params import configs, section
-from pipeline.store import MODALITIES, load_store, save_store, write_npz
+from pipeline.store import MODALITIES, check_store, load_store, save_store, write_npz
 
 PICKLE_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "videoVisual",
                  "videoSentence", "trainVid", "testVid")
@@ -278,6 +278,7 @@ def run_export(store_path, out, params_path, formats=None, layout=None):
 def run_import(fmt, src, out, classes=None):
     check_writable(out)
     store = import_pickle(src, classes) if fmt == "pickle" else import_mosi(src)
+    check_store(store, src)   # named by the file it came from (a dialogue in trainVid and testVid: its ids twice)
     save_store(store, out, "import", {"format": fmt, "src": str(src)}, inputs=[src])
     mods = [m for m in MODALITIES if m in store]
     print(f"import: {len(store['utterance_id'])} utterances, {len(set(store['dialogue_id']))} dialogues, "
