@@ -23,6 +23,33 @@ def holdout_valid(split: np.ndarray, dialogue_id: np.ndarray, seed: int = 0, sha
     return train, valid
 
 
+def no_valid_rows_reason(split, dialogue_id, valid, labelled, usable=None, usable_what: str = "",
+                         holdout_keys: str = "the seed or the valid share") -> str:
+    """Why ``valid & labelled (& usable)`` is empty, and what fixes it, in words: the valid split
+    whose rows are all unlabelled (or lack ``usable_what``), no valid split and too few training
+    dialogues to hold one out, or held-out dialogues without a usable labelled row."""
+    split, dialogue_id = np.asarray(split), np.asarray(dialogue_id)
+    labelled = np.asarray(labelled, bool)
+    usable = np.ones(len(split), bool) if usable is None else np.asarray(usable, bool)
+    given = split == "valid"
+    if given.any():
+        rows, marked = int(given.sum()), int((given & labelled).sum())
+        if not marked:
+            return (f"the valid split has {rows} utterance(s) and none is labelled (an empty label, or one not in "
+                    f"the class list): label some of them")
+        return (f"the valid split's {marked} labelled utterance(s) all lack {usable_what or 'what this needs'}: "
+                f"give some of them {usable_what or 'it'}")
+    train = split == "train"
+    n = len(set(dialogue_id[train]))
+    if n < 2:
+        return (f"there is no valid split, and {n} training dialogue(s) are too few to hold one out (that needs 2 or "
+                f"more): give some dialogues the split valid, or add training dialogues")
+    held = sorted({str(d) for d in dialogue_id[np.asarray(valid, bool)]})
+    return (f"there is no valid split, and the {len(held)} training dialogue(s) held out as one ({held[:3]}) have no "
+            f"labelled utterance{' with ' + usable_what if usable_what else ''}: give labelled dialogues the split "
+            f"valid, or change {holdout_keys}")
+
+
 def group_folds(dialogue_id: np.ndarray, rows: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """Fold index (0..k-1) per row of ``rows``, whole dialogues per fold, seeded; -1 elsewhere."""
     dialogue_id = np.asarray(dialogue_id)

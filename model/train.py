@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from model.data import collate, dialogues, group_folds, holdout_valid
+from model.data import collate, dialogues, group_folds, holdout_valid, no_valid_rows_reason
 from model.dimmn import DIMMN, ModelConfig
 from model.errors import ModelError
 from model.metrics import classification_metrics
@@ -237,8 +237,9 @@ def _split_masks(store: dict, cfg: TrainConfig, select: bool = True):
     if not (train_mask & labelled).any():
         raise ModelError("no labelled utterance in the train split: nothing to train on")
     if select and not (valid_mask & labelled).any():
-        raise ModelError("no labelled utterance to validate on: the store has no valid split and fewer than 2 "
-                         "training dialogues to hold one out of; early stopping would pick epoch 0 blindly")
+        why = no_valid_rows_reason(store["split"], store["dialogue_id"], valid_mask, labelled,
+                                   holdout_keys="train.seed or train.valid_share")
+        raise ModelError(f"no labelled utterance to validate on (early stopping would pick epoch 0 blindly): {why}")
     return train_mask, valid_mask & labelled
 
 

@@ -280,3 +280,46 @@ def test_train_creates_a_missing_checkpoint_folder(tmp_path, capsys):
                       "--checkpoint", str(tmp_path / "A" / "m.pt"), "--history", str(tmp_path / "h.csv"),
                       "--summary", str(tmp_path / "s.json")], capsys)
     assert code == 0 and (tmp_path / "A" / "m.pt").is_file(), err
+
+
+def test_no_rows_to_validate_on_says_which_is_missing_and_how_to_fix_it(tmp_path):
+    """The message used to say "the store has no valid split and fewer than 2 training dialogues"
+    whatever was missing: a valid split of unlabelled rows, or held-out dialogues without labels."""
+    store = make_store(n_dialogues=4)
+    store["label"][store["split"] == "valid"] = -1   # a valid split, all unlabelled
+    with pytest.raises(ModelError, match=r"the valid split has 8 utterance\(s\) and none is labelled .*label some"):
+        train(store, SMALL, TrainConfig(epochs=1), progress=False)
+
+    store = make_store(n_dialogues=3)
+    store["split"][:] = np.where(store["split"] == "valid", "test", store["split"])
+    store["split"][store["dialogue_id"] == "d1"] = "test"     # one training dialogue: nothing to hold out
+    with pytest.raises(ModelError, match=r"no valid split, and 1 training dialogue\(s\) are too few to hold one out"):
+        train(store, SMALL, TrainConfig(epochs=1), progress=False)
+
+    store = make_store(n_dialogues=4)
+    store["split"][store["split"] == "valid"] = "test"
+    store["label"][store["dialogue_id"] != "d0"] = -1   # whichever dialogue is held out: no label in it
+    store["label"][store["dialogue_id"] == "d0"] = 0
+    store["split"][store["dialogue_id"] == "d0"] = "train"
+    with pytest.raises(ModelError, match=r"held out as one \(\['d[123]'\]\) have no labelled utterance: give labelled "
+                                         r"dialogues the split valid, or change train.seed or train.valid_share"):
+        train(store, SMALL, TrainConfig(epochs=1, seed=0), progress=False)
+
+
+@pytest.mark.parametrize("valid_rows, words", [({"text": ""}, r"the valid split's 2 labelled utterance\(s\) all "
+                                                              r"lack words: give some of them words"),
+                                               ({"label": ""}, r"the valid split has 2 utterance\(s\) and none is "
+                                                               r"labelled")])
+def test_text_says_what_its_valid_rows_lack(valid_rows, words, tmp_path):
+    import pandas as pd
+
+    from pipeline.errors import PipelineError
+    from pipeline.stages import text
+
+    manifest = pd.DataFrame({"utterance_id": [f"u{i}" for i in range(6)], "dialogue_id": list("aaaabb"),
+                             "turn": [0, 1, 2, 3, 0, 1], "speaker": "s", "text": "some words here",
+                             "label": ["x", "y"] * 3, "split": ["train"] * 4 + ["valid"] * 2})
+    for column, value in valid_rows.items():
+        manifest.loc[manifest["split"] == "valid", column] = value
+    with pytest.raises(PipelineError, match=r"m.csv: no labelled valid utterance with words.*: " + words):
+        text.build(manifest, ["x", "y"], {"folds": 0}, tmp_path / "t.npz", tmp_path / "t.pt", inputs=["m.csv"])

@@ -9,6 +9,7 @@ import pandas as pd
 
 from extractors.sentence import SentenceConfig, SentenceEncoder, finetune_encoder
 from extractors.text import TextConfig, has_words, train_text_cnn
+from model.data import no_valid_rows_reason
 from pipeline.artifacts import check_writable
 from pipeline.parts import save_part
 from pipeline.lineage import write_record
@@ -60,7 +61,7 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     if learns:   # before any fitting: the checks cross_fit makes after the full part
         check_cross_fitting(crossfit.folds, manifest["dialogue_id"], train & present, valid & present, "text.folds",
                             source)
-        require_rows_to_stop_on(check_rows, source)
+        require_rows_to_stop_on(check_rows, source, manifest, valid, y >= 0, present)
 
     def fit(mask):
         if backbone.backbone == "kim_cnn":
@@ -92,12 +93,16 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     return matrix, present
 
 
-def require_rows_to_stop_on(check_rows: np.ndarray, source) -> None:
-    """A network fitted on labels picks its epoch on labelled valid rows with words: none is an error."""
+def require_rows_to_stop_on(check_rows: np.ndarray, source, manifest=None, valid=None, labelled=None,
+                            present=None) -> None:
+    """A network fitted on labels picks its epoch on labelled valid rows with words: none is an
+    error saying which of the three is missing, and how to fix it."""
     if not check_rows.any():
+        why = "" if manifest is None else ": " + no_valid_rows_reason(
+            manifest["split"].to_numpy(), manifest["dialogue_id"].to_numpy(), valid, labelled, present, "words",
+            "text.seed, or hold out a valid split at ingest (ingest.holdout_share)")
         raise PipelineError(f"{source}: no labelled valid utterance with words, and the text network picks its "
-                            f"epoch on them: give the data a valid split, or two or more training dialogues so "
-                            f"that ingest holds some out (ingest.holdout_share)")
+                            f"epoch on them{why}")
 
 
 def head_accuracy(full, folds, pick, y, fit_rows, check_rows) -> dict:
