@@ -377,10 +377,14 @@ def training_inputs(store: dict, modalities, rows: np.ndarray) -> dict:
             raise ModelError(f"the store has no {m} features (model.modalities is {list(modalities)})")
         present = np.asarray(store.get(f"{m}_present", np.ones(len(rows), bool)), bool)
         bad = ~np.isfinite(store[m]).all(axis=1)   # absent rows too: NaN times a zero mask is NaN
-        if bad.any():
-            ids = store.get("utterance_id", np.arange(len(bad)))
-            raise ModelError(f"{int(bad.sum())} utterance(s) have non-finite {m} features (e.g. "
-                             f"{ids[np.flatnonzero(bad)[0]]!r}): the store is damaged; rebuild it with align")
+        ids = store.get("utterance_id", np.arange(len(bad)))
+        if (bad & present).any():
+            raise ModelError(f"{int((bad & present).sum())} utterance(s) have non-finite {m} features (e.g. "
+                             f"{ids[np.flatnonzero(bad & present)[0]]!r}) in rows marked present: the store is "
+                             f"damaged; rebuild it with align")
+        if bad.any():   # a store built in code: load_store reads such rows as zeros
+            raise ModelError(f"{int(bad.sum())} utterance(s) marked absent hold non-finite {m} values (e.g. "
+                             f"{ids[np.flatnonzero(bad)[0]]!r}): an absent row must hold zeros")
         mine = rows & present
         if not mine.any():
             raise ModelError(f"no labelled training utterance has {m} features (0 of {int(rows.sum())} present): "

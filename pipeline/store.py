@@ -85,7 +85,27 @@ def check_store(store: dict, path) -> None:
             raise PipelineError(f"{path}: {m}_present must be true/false per row, not {mask.dtype} values")
     _check_labels(store["label"], store["classes"], path)
     _check_splits(store, path)
+    zero_absent_rows(store, path)
     check_unique_ids(store["utterance_id"], path)
+
+
+def zero_absent_rows(store: dict, path) -> dict:
+    """A row marked absent holds zeros (align writes them so): its values are never used, but a NaN
+    there would survive the zero mask (NaN * 0 is NaN). A store made elsewhere may mark missing
+    rows with NaN: those rows are read as zeros, and the count is said. Returns {modality: count}."""
+    zeroed = {}
+    for m in MODALITIES:
+        mask = store.get(f"{m}_present")
+        if m not in store or mask is None:
+            continue
+        bad = ~np.asarray(mask, bool) & ~np.isfinite(store[m]).all(axis=1)
+        if bad.any():
+            matrix = np.array(store[m], copy=True)
+            matrix[bad] = 0
+            store[m], zeroed[m] = matrix, int(bad.sum())
+            print(f"{path}: {zeroed[m]} {m} row(s) marked absent held non-finite values; read as zeros (an absent "
+                  f"row's values are never used)")
+    return zeroed
 
 
 def check_unique_ids(ids, path) -> None:

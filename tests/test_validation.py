@@ -339,3 +339,27 @@ def test_one_fold_is_an_error_naming_the_key_not_a_silent_off(section, key, tmp_
     from pipeline.params import check_range
     for fine in (0, 2):
         check_range(section, key, fine)
+
+
+def test_nan_in_a_row_marked_absent_is_read_as_zeros_and_counted(tmp_path, capsys):
+    """A store made elsewhere may mark a missing row with NaN. Its values are never used, but NaN
+    times the zero mask is NaN, and training refused the store as damaged; now load_store reads such
+    rows as zeros and says how many. A NaN in a present row is still an error."""
+    from pipeline.store import load_store, write_npz
+
+    store = make_store()
+    store["audio_present"][[5, 6]] = False
+    store["audio"][[5, 6]] = np.nan
+    write_npz(tmp_path / "s.npz", store)
+    loaded = load_store(tmp_path / "s.npz")
+    assert "s.npz: 2 audio row(s) marked absent held non-finite values; read as zeros" in capsys.readouterr().out
+    assert (loaded["audio"][[5, 6]] == 0).all() and np.isfinite(loaded["audio"]).all()
+    _, history, _ = _train(loaded)
+    assert all(np.isfinite(h["loss"]) for h in history)
+
+    with pytest.raises(ModelError, match=r"2 utterance\(s\) marked absent hold non-finite audio values .*'u5'.*must "
+                                         r"hold zeros"):
+        _train(store)   # built in code, never loaded: said as it is
+    store["audio_present"][5] = True
+    with pytest.raises(ModelError, match=r"1 utterance\(s\) have non-finite audio features .*'u5'.* marked present"):
+        _train(store)
