@@ -1,9 +1,12 @@
-"""Audio features (paper 3.1.2): the track at 16 kHz mono, then openSMILE functionals or a
-torchaudio log-mel filterbank summary, per utterance."""
+"""Audio features (paper 3.1.2): the track at 16 kHz mono, then per utterance one backbone
+(``BACKBONES``, by name): openSMILE functionals or a torchaudio log-mel summary
+(``handcrafted``, the paper's), or Whisper's encoder states pooled (``whisper``,
+``extractors.whisper_encoder``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
+from pathlib import Path
 
 import numpy as np
 
@@ -27,16 +30,41 @@ class AudioFeatureSet(str, Enum):
 # it every value is NaN (its longest analysis window). Measured per set with noise signals.
 MIN_SAMPLES = {"ComParE_2016": 960, "eGeMAPSv02": 960, "emobase": 640, "IS09": 400, "IS10": 1120,
                "IS11": 1120, "IS12": 1120, "IS13": 960}
+WHISPER_MIN_SAMPLES = 1600   # 0.1 s: ten log-mel frames, five encoder states
+
+
+class AudioBackbone(str, Enum):
+    handcrafted = "handcrafted"   # feature_set: openSMILE or fbank
+    whisper = "whisper"           # Whisper's encoder (whisper_model, layer, pooling)
 
 
 @dataclass(frozen=True)
 class AudioConfig:
+    backbone: str = "handcrafted"
     feature_set: str = "ComParE_2016"
     feature_level: str = "functionals"     # openSMILE level; functionals = one vector per utterance
     mel_bins: int = 40                     # fbank only
     silence_rms: float = 1e-4              # a track quieter than this counts as silent
+    whisper_model: str = "base"            # whisper: the transcription stage's weights (base | tiny.en)
+    layer: int = 6                         # whisper: the encoder block whose states are pooled (1..6)
+    pooling: str = "mean"                  # whisper: mean | mean_std over the utterance's frames
 
-    CHOICES = {"feature_set": AudioFeatureSet, "feature_level": ("functionals",)}
+    WHISPER_ONLY = ("whisper_model", "layer", "pooling")
+    HANDCRAFTED_ONLY = ("feature_set", "feature_level", "mel_bins")
+
+    def cache_fields(self) -> dict:
+        """The settings a clip's feature depends on: the other backbone's are left out, so that
+        changing them re-extracts nothing (and handcrafted entries keep their keys from before
+        ``backbone`` existed)."""
+        fields = asdict(self)
+        if self.backbone == AudioBackbone.handcrafted:
+            drop = ("backbone",) + self.WHISPER_ONLY
+        else:
+            drop = self.HANDCRAFTED_ONLY
+        return {k: v for k, v in fields.items() if k not in drop}
+
+    CHOICES = {"backbone": AudioBackbone, "feature_set": AudioFeatureSet, "feature_level": ("functionals",),
+               "whisper_model": ("base", "tiny.en"), "pooling": ("mean", "mean_std")}
 
 
 class AudioExtractor:
@@ -44,12 +72,16 @@ class AudioExtractor:
 
     name = "audio"
     version = 2   # 2: too-short and non-finite segments are reasons, not zeros (cache entries of 1 are stale)
+    needs_weights = True   # built with ``weights_root``: the cache's weights folder, shared with transcription
 
-    def __init__(self, config: AudioConfig):
+    def __init__(self, config: AudioConfig, weights_root=None):
         self.config = config
+        self.backbone = AudioBackbone(config.backbone)
         self.feature_set = AudioFeatureSet(config.feature_set)
-        self.smile = None
-        if self.feature_set is not AudioFeatureSet.fbank:
+        self.smile = self.encoder = None
+        if self.backbone is AudioBackbone.whisper:
+            self.encoder = _whisper(config, weights_root)
+        elif self.feature_set is not AudioFeatureSet.fbank:
             import opensmile
 
             level = {"functionals": opensmile.FeatureLevel.Functionals}[config.feature_level]
@@ -64,23 +96,29 @@ class AudioExtractor:
         info = {"rms": rms, "seconds": len(signal) / SAMPLE_RATE}
         if too_short := self._too_short(media, signal):
             return Result(None, info, "too_short", too_short)
-        if self.smile is not None:
+        if self.encoder is not None:
+            vector = self.encoder(signal)
+        elif self.smile is not None:
             vector = self.smile.process_signal(signal, SAMPLE_RATE).to_numpy()[0]
         else:
             vector = self._fbank(signal)
         bad = int((~np.isfinite(vector)).sum())
         if bad:   # never zeros marked present
-            return Result(None, info, "non_finite", f"{media}: {self.feature_set.value} gave {bad} of {vector.size} "
+            return Result(None, info, "non_finite", f"{media}: {self._what} gave {bad} of {vector.size} "
                                                     f"values NaN or infinite")
         return Result(np.asarray(vector, np.float32), info)
 
+    @property
+    def _what(self) -> str:
+        return f"Whisper {self.config.whisper_model}'s encoder" if self.encoder is not None else self.feature_set.value
+
     def _too_short(self, media, signal) -> str | None:
-        """Why the segment is too short for the feature set, or None (fbank pads to one window)."""
-        need = MIN_SAMPLES.get(self.feature_set.value, 0)
+        """Why the segment is too short for the backbone, or None (fbank pads to one window)."""
+        need = WHISPER_MIN_SAMPLES if self.encoder is not None else MIN_SAMPLES.get(self.feature_set.value, 0)
         if len(signal) >= need:
             return None
         return (f"{media}: segment of {1000 * len(signal) / SAMPLE_RATE:.0f} ms is too short for "
-                f"{self.feature_set.value} (needs {1000 * need / SAMPLE_RATE:.0f} ms)")
+                f"{self._what} (needs {1000 * need / SAMPLE_RATE:.0f} ms)")
 
     def _fbank(self, signal):
         import torch
@@ -93,3 +131,14 @@ class AudioExtractor:
                                                   sample_frequency=SAMPLE_RATE)
         delta = torchaudio.functional.compute_deltas(feats.T[None])[0].T
         return torch.cat([feats.mean(0), feats.std(0, unbiased=False), delta.std(0, unbiased=False)]).numpy()
+
+
+def _whisper(config: AudioConfig, weights_root):
+    from extractors.fit import pick_device
+    from extractors.whisper_encoder import WhisperFeatures
+
+    if weights_root is None:
+        raise ValueError("audio.backbone whisper needs the cache's weights folder (weights_root), where the "
+                         "transcription stage joins Whisper's weights")
+    return WhisperFeatures(config.whisper_model, config.layer, config.pooling, Path(weights_root),
+                           str(pick_device("auto")))

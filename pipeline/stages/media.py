@@ -76,7 +76,16 @@ def cache_params(extractor_cls, config) -> dict:
     """What keys a clip's cache entry: the config, and the extractor's ``version`` where its
     output changed for the same config (entries made before that are then not reused)."""
     version = getattr(extractor_cls, "version", None)
-    return asdict(config) if version is None else dict(asdict(config), extractor_version=version)
+    fields = config.cache_fields() if hasattr(config, "cache_fields") else asdict(config)
+    return fields if version is None else dict(fields, extractor_version=version)
+
+
+def extractor_factory(extractor_cls, config, cache_root):
+    """What builds the extractor in each worker; one that loads pretrained weights gets the cache's
+    ``weights`` folder, where the transcription stage joins Whisper's too (one copy for both)."""
+    if getattr(extractor_cls, "needs_weights", False):
+        return partial(extractor_cls, config, weights_root=Path(cache_root) / "weights")
+    return partial(extractor_cls, config)
 
 
 def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers: int, progress: bool = True,
@@ -85,7 +94,7 @@ def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers:
     _, extractor_cls = media_extractor(modality)
     results, counts = {}, Counter()
     for part_config, rows in extraction_groups(config, frame):
-        found, part_counts = extract_utterances(rows, partial(extractor_cls, part_config), modality,
+        found, part_counts = extract_utterances(rows, extractor_factory(extractor_cls, part_config, cache_root), modality,
                                                 cache_params(extractor_cls, part_config), Path(cache_root) / modality,
                                                 workers=workers,
                                                 progress=progress, scheduler=scheduler)
