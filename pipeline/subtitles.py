@@ -1,8 +1,9 @@
 """A user's own recording as a conversation: a video plus its ``.srt`` or WebVTT subtitles.
 
 Each cue is one utterance, cut from the video by the cue's times. The speaker is the WebVTT
-voice tag (``<v Ann>``), else a ``NAME:`` prefix of the cue text (any uppercase first letter,
-``ÉLODIE:`` too), else ``unknown``. Styling (ASS/SSA override tags such as ``{\\an8}``, HTML-ish
+voice tag (``<v Ann>``), else a ``NAME:`` prefix of the cue text (``split_speaker``: a name
+with capitals or in a script without case, ``ÉLODIE:``, ``张伟:`` and ``张伟：`` too, not a
+sentence such as ``The point is: ...`` or ``Note: ...``), else ``unknown``. Styling (ASS/SSA override tags such as ``{\\an8}``, HTML-ish
 tags such as ``<i>``) is stripped from the text. Cues are taken in order of start time. Problems:
 a broken timestamp or a cue that ends before it starts is an error naming the file and the cue
 (its line); an empty cue, or one that starts past the video's end, is skipped and counted;
@@ -24,7 +25,13 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v")
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 TIMESTAMP = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
 CUE_TIMES = re.compile(rf"^\s*({TIMESTAMP})\s+-->\s+({TIMESTAMP})(\s.*)?$")
-NAME_PREFIX = re.compile(r"^\s*(\w[\w .'-]{0,30}?)\s*:\s+(.+)$", re.S)   # the name must start uppercase
+# NAME, then ": " (a space after it: not 10:30, not a URL) or a full-width "：" (CJK scripts, no space needed)
+NAME_PREFIX = re.compile(r"^\s*(\w[\w .'-]{0,30}?)\s*(?::\s+|\uff1a\s*)(.+)$", re.S)
+NAME_PARTICLES = {"van", "von", "de", "da", "di", "du", "del", "della", "der", "den", "la", "le", "bin", "ibn", "al",
+                  "el"}   # lower case inside a name: Ludwig van Beethoven
+NOT_NAMES = {"note", "notes", "nb", "n.b", "ps", "p.s", "warning", "caution", "tip", "hint", "example", "update",
+             "edit", "source", "translation", "lyrics", "disclaimer", "spoiler", "spoilers"}   # Note: this ...
+CASELESS_WORD = 10   # a word of a script without case (张伟, مريم) is a name up to this many characters
 ASS_OVERRIDE = re.compile(r"\{\\[^}]*\}")                  # {\an8}, {\i1}, {\c&H00FFFF&}
 ASS_BREAK = re.compile(r"\\[Nnh]")                          # ASS hard/soft line break, hard space
 MARKUP = re.compile(r"</?(?:i|b|u|s|font|c|v|lang|ruby|rt|span)\b[^>]*>", re.I)
@@ -37,11 +44,30 @@ def clean_text(text: str) -> str:
 
 
 def split_speaker(text: str) -> tuple[str | None, str]:
-    """``NAME: words`` -> (NAME, words) when NAME starts with an uppercase letter (any script)."""
+    """``NAME: words`` -> (NAME, words), else (None, text). NAME is one to four words, each starting
+    with a capital or with a letter of a script without case (``ÉLODIE``, ``张伟``, ``مريم``; a
+    caseless word up to ``CASELESS_WORD`` characters), lower-case particles inside it allowed
+    (``Ludwig van Beethoven``). So ``bob: hi`` and ``The reason is simple: no`` keep their colon,
+    and so do the annotation words of ``NOT_NAMES`` (``Note: this``)."""
     match = NAME_PREFIX.match(text)
-    if match and match.group(1)[0].isupper():
+    if match and is_name(match.group(1)):
         return match.group(1), match.group(2)
     return None, text
+
+
+def is_name(prefix: str) -> bool:
+    words = prefix.split()
+    if not 1 <= len(words) <= 4 or prefix.strip(" .").casefold() in NOT_NAMES:
+        return False
+    for k, word in enumerate(words):
+        if k and word in NAME_PARTICLES:
+            continue
+        first = next((c for c in word if c.isalpha()), None)
+        if first is None or first.islower():
+            return False
+        if not first.isupper() and len(word) > CASELESS_WORD:   # a script without case: a short word only
+            return False
+    return True
 
 
 def seconds(stamp: str) -> float:

@@ -238,3 +238,19 @@ def test_reader_errors_name_the_dataset_file_and_line(tmp_path):
     with pytest.raises(ManifestError, match=re.escape(f"{transcript}: line 3: duplicate utterance id "
                                                       f"'Ses01F_impro01_M000' (first on line 2)")):
         read_dataset("iemocap", tmp_path)
+
+
+@pytest.mark.parametrize("text, speaker, words", [
+    ("张伟: 你好", "张伟", "你好"), ("张伟：你好", "张伟", "你好"), ("مريم: مرحبا", "مريم", "مرحبا"),
+    ("김철수: 안녕하세요", "김철수", "안녕하세요"), ("ÉLODIE: Bonjour", "ÉLODIE", "Bonjour"), ("Ann: hi", "Ann", "hi"),
+    ("Dr. Watson: hi", "Dr. Watson", "hi"), ("Ludwig van Beethoven: Ja", "Ludwig van Beethoven", "Ja"),
+    ("bob: hi", None, "bob: hi"), ("Note: this is it", None, "Note: this is it"),
+    ("The reason is simple: no", None, "The reason is simple: no"), ("At 10:30 sharp", None, "At 10:30 sharp"),
+    ("这是一个很长的句子不是名字：好", None, "这是一个很长的句子不是名字：好"),
+])
+def test_a_name_prefix_in_any_script_is_a_speaker_and_a_sentence_with_a_colon_is_not(text, speaker, words):
+    """Before: a name had to start with a capital, so 张伟 (a script without case) was never a
+    speaker, while "Note" and "The reason is simple" were."""
+    from pipeline.subtitles import split_speaker
+
+    assert split_speaker(text) == (speaker, words)
