@@ -32,6 +32,7 @@ class SentenceConfig:
     finetune_batch_size: int = 32
     finetune_patience: int = 2
     encode_batch_size: int = 64
+    max_tokens: int = 0             # word pieces kept per utterance (0: the encoder's own limit, 256 for MiniLM)
 
 
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -77,6 +78,15 @@ def load_encoder(name: str, device):
         raise ExtractorError(f"text.encoder {name}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
 
 
+def sized_encoder(config: SentenceConfig, device):
+    """The encoder of ``config``, cut to ``max_tokens`` word pieces when that is set (fine-tuning
+    time grows with the sequence length; MELD's utterances rarely pass 48)."""
+    encoder = load_encoder(config.encoder, device)
+    if config.max_tokens:
+        encoder.max_seq_length = config.max_tokens
+    return encoder
+
+
 class _Classifier(nn.Module):
     """The encoder plus a linear head; its inputs are row indices into ``texts``, so the shared
     ``fit_classifier`` loop can batch it like any tensor."""
@@ -105,7 +115,7 @@ class SentenceEncoder:
                  device: str = "auto"):
         self.config, self.classes, self.tuned, self.head_state = config, list(classes), tuned, head
         self.device = pick_device(device)
-        self.encoder = load_encoder(config.encoder, self.device)
+        self.encoder = sized_encoder(config, self.device)
         if tuned is not None:
             self.encoder.load_state_dict(tuned)
         self.encoder.eval()
@@ -138,7 +148,7 @@ def finetune_encoder(train_texts, train_y, valid_texts, valid_y, classes, config
                      device: str = "auto"):
     """Fine-tune the encoder with a linear head on the training labels, early stopping on valid wF1."""
     torch.manual_seed(seed)
-    encoder = load_encoder(config.encoder, pick_device(device))
+    encoder = sized_encoder(config, pick_device(device))   # the GPU when there is one (device auto)
     texts = list(train_texts) + list(valid_texts)
     model = _Classifier(encoder, texts, len(classes))
     n = len(train_texts)
