@@ -19,6 +19,7 @@ import copy
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -243,13 +244,68 @@ def _split_masks(store: dict, cfg: TrainConfig, select: bool = True):
     return train_mask, valid_mask & labelled
 
 
+def describe(exc: BaseException) -> str:
+    """An error as the pipeline prints it: a file's name and the system's words for an OSError."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
+
+
+def together(failure: BaseException | None, rank: int, world: int, device, where: str) -> None:
+    """A point every rank reaches: if one failed there (``failure``), every rank stops, each with
+    one line: the failing rank its own error, the others "rank N failed ...". Each rank prints its
+    line before any leaves (torchrun stops the rest when one process exits, and a rank killed so says
+    nothing), and the error raised is marked ``reported`` for the CLI not to print it again."""
+    if world == 1:
+        if failure is not None:
+            raise failure
+        return
+    flag = torch.tensor([int(failure is not None)], device=device)
+    flags = [torch.zeros_like(flag) for _ in range(world)]
+    dist.all_gather(flags, flag)
+    failed = [r for r, f in enumerate(flags) if f.item()]
+    if not failed:
+        return
+    if failure is not None:
+        line = f"rank {rank}: {describe(failure)}"
+    else:
+        which = f"rank {failed[0]}" if len(failed) == 1 else f"ranks {failed}"
+        line = (f"rank {rank}: stopped because {which} failed {where}; {'its' if len(failed) == 1 else 'their'} "
+                f"message says why")
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    dist.barrier()   # every line printed before any rank leaves
+    stop = ModelError(line)
+    stop.reported = True
+    raise stop from failure
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    """A collective that failed because another process of the run went away (gloo, NCCL)."""
+    return isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and any(
+        word in str(exc) for word in ("gloo", "Gloo", "NCCL", "Connection closed", "Connection reset")))
+
+
 def train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=None, progress: bool = True):
     """Train on the store's train split; return (selected model, history, summary).
 
     ``cv_folds`` < 2: early stopping on the valid split's ``select_on`` measure. Otherwise the epoch
     count is chosen by grouped K-fold cross-validation over the train and valid dialogues, and the
-    model is refit on all of them for that many epochs. Test rows are never read.
+    model is refit on all of them for that many epochs. Test rows are never read. Under
+    torchrun a failure on one rank stops every rank with one line (``together``); a collective broken
+    by another rank's end is one line too, not a traceback.
     """
+    try:
+        return _train(store, model_config, cfg, checkpoint, progress)
+    except RuntimeError as exc:
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1 or not _lost_peer(exc):
+            raise
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"rank {os.environ.get('RANK', '?')}: another process of this torchrun ended ({first}); "
+                         f"its own message says why") from exc
+
+
+def _train(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=None, progress: bool = True):
+    """``train`` without the translation of a lost peer."""
     if cfg.cv_folds < 2:
         return _fit(store, model_config, cfg, checkpoint, progress)
     epochs, curve = choose_epochs(store, model_config, cfg)
@@ -280,12 +336,21 @@ def choose_epochs(store: dict, model_config: ModelConfig, cfg: TrainConfig) -> t
 def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=None, progress: bool = True,
          select: bool = True):
     """Train; with ``select``, keep the epoch best on valid and stop early; else keep the last epoch."""
-    rank, world, device = _distributed(pick_device(cfg.device))
+    device = pick_device(cfg.device)
     seed_everything(cfg.seed)
+    # every input checked on every rank before any process group: a bad store stops each rank with
+    # its own line, and no rank waits on (or breaks the connection of) another
     train_mask, valid_mask = _split_masks(store, cfg, select)
     stats_rows = train_mask & (store["label"] >= 0)
     model = build_model(store, model_config)
     model.set_input_stats(training_inputs(store, model.modalities, stats_rows))
+    mark = fingerprint(store, model_config, cfg)
+    last_path = Path(str(checkpoint) + ".last") if checkpoint else None
+    state = _load_resume(last_path) if cfg.resume and last_path else None
+    if state is not None and state["fingerprint"] != mark:
+        raise ModelError(f"{last_path}: this resume checkpoint was made with another store or other settings "
+                         f"(only {sorted(RESUMABLE_CHANGES)} may change); delete it or set train.resume: false")
+    rank, world, device = _distributed(device)
     model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_classes = len(store["classes"])
@@ -297,13 +362,7 @@ def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=No
     generator = torch.Generator().manual_seed(cfg.seed)
     print_ = print if rank == 0 else (lambda *a, **k: None)
     history, best, best_state, waited, start_epoch, finished = [], -float("inf"), None, 0, 0, False
-    mark = fingerprint(store, model_config, cfg)
-    last_path = Path(str(checkpoint) + ".last") if checkpoint else None
-    state = _load_resume(last_path) if cfg.resume and last_path else None
     if state is not None:
-        if state["fingerprint"] != mark:
-            raise ModelError(f"{last_path}: this resume checkpoint was made with another store or other settings "
-                             f"(only {sorted(RESUMABLE_CHANGES)} may change); delete it or set train.resume: false")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         history, best, waited, start_epoch = state["history"], state["best"], state["waited"], state["epoch"] + 1
@@ -326,9 +385,10 @@ def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=No
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
                 logits = net(batch["feats"], batch["present"], batch["mask"], batch["speakers"])
                 loss = loss_fn(logits.float().reshape(-1, n_classes), batch["labels"].reshape(-1))
-            if not torch.isfinite(loss):
-                raise ModelError(f"the training loss became {loss.item()} at epoch {epoch}: training stopped, no "
-                                 f"model written; lower train.lr (now {cfg.lr}) or check the store's features")
+            failure = None if torch.isfinite(loss) else ModelError(
+                f"the training loss became {loss.item()} at epoch {epoch}: training stopped, no model written; "
+                f"lower train.lr (now {cfg.lr}) or check the store's features")
+            together(failure, rank, world, device, f"at epoch {epoch} (a non-finite training loss)")
             optimiser.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -346,10 +406,17 @@ def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=No
             best, best_state, waited = score, copy.deepcopy(model.state_dict()), 0
         else:
             waited += 1
-        if last_path and rank == 0:
-            save_atomic({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history,
-                         "best": best, "best_state": best_state, "waited": waited, "epoch": epoch,
-                         "stopped_early": waited >= cfg.patience, "rng": _rng_state(generator), "fingerprint": mark}, last_path)
+        if last_path:
+            failure = None
+            if rank == 0:
+                try:
+                    save_atomic({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                                 "history": history, "best": best, "best_state": best_state, "waited": waited,
+                                 "epoch": epoch, "stopped_early": waited >= cfg.patience,
+                                 "rng": _rng_state(generator), "fingerprint": mark}, last_path)
+                except (OSError, RuntimeError) as exc:   # a full disk; torch.save's own write errors
+                    failure = exc
+            together(failure, rank, world, device, f"writing {last_path} after epoch {epoch}")
         if waited >= cfg.patience:
             break
     if best_state is None:

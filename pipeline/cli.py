@@ -182,7 +182,8 @@ def main(argv=None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        if not getattr(exc, "reported", False):   # a torchrun rank that said it already (model.train.together)
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:   # a folder made read-only mid-run, a full disk: name the file, no traceback
         if args.debug:

@@ -323,3 +323,50 @@ def test_text_says_what_its_valid_rows_lack(valid_rows, words, tmp_path):
         manifest.loc[manifest["split"] == "valid", column] = value
     with pytest.raises(PipelineError, match=r"m.csv: no labelled valid utterance with words.*: " + words):
         text.build(manifest, ["x", "y"], {"folds": 0}, tmp_path / "t.npz", tmp_path / "t.pt", inputs=["m.csv"])
+
+
+RANK0_DISK_FULL = '''
+import os, sys
+sys.path.insert(0, os.getcwd())
+from pipeline.numerics import pin
+pin()
+import model.train as train
+if os.environ.get("RANK") == "0":   # rank 0's disk fills when it writes the resume state
+    def full(blob, path):
+        raise OSError(28, "No space left on device", str(path))
+    train.save_atomic = full
+from pipeline.cli import main
+sys.exit(main())
+'''
+
+
+def test_under_torchrun_a_failing_rank_stops_every_rank_with_one_line(tmp_path):
+    """Rank 0 failed alone (a full disk writing m.pt.last) and rank 1 printed a gloo traceback
+    (Connection closed by peer), or nothing when torchrun killed it first. Now each rank prints one
+    line: rank 0 its error, rank 1 that rank 0 failed. A bad store stops every rank before any
+    process group is made."""
+    np.savez(tmp_path / "store.npz", **make_store(n_dialogues=9))
+    (tmp_path / "params.yaml").write_text("model: {d: 16, K: 3, L: 2, R: 1}\ntrain: {epochs: 3, batch_size: 1}\n")
+    (tmp_path / "run.py").write_text(RANK0_DISK_FULL)
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    outputs = ["--checkpoint", str(tmp_path / "m.pt"), "--history", str(tmp_path / "h.csv"),
+               "--summary", str(tmp_path / "s.json"), "--params", str(tmp_path / "params.yaml")]
+    done = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29533", str(tmp_path / "run.py"),
+                           "train", "--store", str(tmp_path / "store.npz"), *outputs],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    err = done.stderr
+    assert done.returncode != 0
+    assert f"error: rank 0: {tmp_path / 'm.pt.last'}: No space left on device" in err, err[-3000:]
+    assert f"error: rank 1: stopped because rank 0 failed writing {tmp_path / 'm.pt.last'} after epoch 0" in err, \
+        err[-3000:]
+    assert err.count("error: ") == 2 and "pair.cc" not in err and "model/train.py" not in err, err[-3000:]
+
+    store = make_store(n_dialogues=9)
+    store["visual"][3, 1] = np.nan
+    np.savez(tmp_path / "bad.npz", **store)
+    done = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29534", "-m", "pipeline", "train",
+                           "--store", str(tmp_path / "bad.npz"), *outputs],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    err = done.stderr
+    assert done.returncode != 0 and err.count("error: 1 utterance(s) have non-finite visual features") == 2, err[-3000:]
+    assert "[Gloo]" not in err + done.stdout, err[-3000:]   # no process group: no rank waited on another
