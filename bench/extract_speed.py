@@ -19,7 +19,8 @@ script as their main module, so its top imports stay light. The last line is one
  "dask": {"1": rtf, "2": rtf, "speedup"}, "clips": [...], "face_frames": {variant: per clip}}.
 "visual" is the default (MediaPipe's detector, handcrafted descriptors); the variants time the
 cascade (at full size and on frames downscaled to 240 px), detection on every frame / every 3rd,
-decoding every frame (``decode: all``), the landmarks backbone and the active speaker.
+decoding every frame (``decode: all``), the landmarks and expression (FER2013 CNN) backbones and
+the active speaker.
 """
 import argparse
 import tempfile
@@ -107,6 +108,7 @@ if __name__ == "__main__":
                 "every_1": replace(visual, detect_every=1),
                 "every_3": replace(visual, detect_every=3),
                 "landmarks": replace(visual, backbone="landmarks"),
+                "expression": replace(visual, backbone="expression"),
                 "active": replace(visual, speaker="active")}
     sides = {name: timed(VisualExtractor(config).extract, paths, shortest) for name, config in variants.items()}
     from extractors.text import tokenize   # here, not above: worker processes import this module, and torch is slow
