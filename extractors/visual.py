@@ -71,11 +71,13 @@ class VisualConfig:
     clip_size: int = 32      # cnn3d
 
     BACKBONE_VERSIONS = {"expression": 1}   # a backbone's output changed for the same config: its entries are stale
+    UNUSED_BY = {"expression": ("face_size", "no_face", "clip_frames", "clip_size")}   # settings it never reads
 
     def cache_fields(self) -> dict:
         """The fields that key a clip's cache entry (``pipeline.stages.media.cache_params``): all of
-        them, and the backbone's version where it has one, so other backbones' entries stay valid."""
-        fields = asdict(self)
+        them (less those the backbone never reads), and the backbone's version where it has one;
+        the older backbones' keys are all their fields, as before."""
+        fields = {k: v for k, v in asdict(self).items() if k not in self.UNUSED_BY.get(self.backbone, ())}
         if self.backbone in self.BACKBONE_VERSIONS:
             fields["backbone_version"] = self.BACKBONE_VERSIONS[self.backbone]
         return fields

@@ -124,7 +124,11 @@ def test_cache_entries_carry_the_backbone_version_and_other_backbones_keep_their
     assert VisualConfig().cache_fields() == asdict(VisualConfig())
     fields = EXPRESSION.cache_fields()
     assert fields["backbone_version"] == VisualConfig.BACKBONE_VERSIONS["expression"]
-    assert {k: v for k, v in fields.items() if k != "backbone_version"} == asdict(EXPRESSION)
+    unused = VisualConfig.UNUSED_BY["expression"]
+    assert {k: v for k, v in fields.items() if k != "backbone_version"} == \
+        {k: v for k, v in asdict(EXPRESSION).items() if k not in unused}
+    same = VisualConfig(backbone="expression", face_size=32, no_face="drop", clip_frames=4)
+    assert same.cache_fields() == fields and VisualConfig(backbone="expression", fps=2).cache_fields() != fields
 
 
 def test_the_stage_reduces_it_and_the_saved_part_gives_the_same_features_again(tiny_corpus, tmp_path):
