@@ -21,7 +21,7 @@ import numpy as np
 
 from extractors.base import ExtractorError, Result
 from extractors.media import SAMPLE_RATE, load_audio
-from extractors.weights import WHISPER, package_file, sha256_of, whisper_folder  # noqa: F401 (sha256_of: re-used by others)
+from extractors.weights import WHISPER, package_file, whisper_folder
 
 
 class SpeechError(ExtractorError):
