@@ -9,6 +9,24 @@ import torch
 from model.errors import ModelError
 
 
+SPLITS = ("train", "valid", "test")
+SPLIT_ALIASES = {"dev": "valid", "validation": "valid"}   # MELD's name, and Hugging Face's
+SPLIT_NAMES = f"{list(SPLITS)} (any case; dev and validation read as valid)"
+
+
+def canonical_split(value) -> str | None:
+    """``value`` as one of ``SPLITS`` (case and spaces aside, ``dev``/``validation`` as ``valid``),
+    or None for a name the project does not know. Every manifest, store and evaluate reads splits here."""
+    name = str(value).strip().lower()
+    name = SPLIT_ALIASES.get(name, name)
+    return name if name in SPLITS else None
+
+
+def unknown_splits(values) -> list[str]:
+    """The distinct split names in ``values`` that ``canonical_split`` does not know, sorted."""
+    return sorted({str(v) for v in values if canonical_split(v) is None})
+
+
 def holdout_valid(split: np.ndarray, dialogue_id: np.ndarray, seed: int = 0, share: float = 0.1):
     """Boolean masks (train, valid) over utterances. Without a valid split, a seeded part of the
     training dialogues is held out (whole dialogues); test is never used for selection."""

@@ -15,28 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model.data import SPLIT_NAMES, SPLITS, canonical_split, unknown_splits  # noqa: F401 (SPLITS: the manifest's)
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_record, record_path, unreadable_file
 
 COLUMNS = ["dataset", "split", "dialogue_id", "utterance_id", "turn", "speaker", "text", "label", "media",
            "start", "end"]
 REQUIRED = ["dialogue_id", "utterance_id", "speaker", "text", "label", "media", "split"]
-SPLITS = ("train", "valid", "test")
-SPLIT_ALIASES = {"dev": "valid", "validation": "valid"}   # MELD's name, and Hugging Face's
-SPLIT_NAMES = f"{list(SPLITS)} (any case; dev and validation read as valid)"
-
-
-def canonical_split(value) -> str | None:
-    """``value`` as one of ``SPLITS`` (case and spaces aside, ``dev``/``validation`` as ``valid``),
-    or None for a name the project does not know. Every manifest and store reads splits here."""
-    name = str(value).strip().lower()
-    name = SPLIT_ALIASES.get(name, name)
-    return name if name in SPLITS else None
-
-
-def unknown_splits(values) -> list[str]:
-    """The distinct split names in ``values`` that ``canonical_split`` does not know, sorted."""
-    return sorted({str(v) for v in values if canonical_split(v) is None})
 
 
 class ManifestError(PipelineError):

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model.data import SPLIT_NAMES, canonical_split, unknown_splits
 from pipeline.artifacts import atomic_write
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_record, record_path, write_record
-from pipeline.manifest import SPLIT_NAMES, canonical_split, unknown_splits
 
 MODALITIES = ("text", "audio", "visual")
 REQUIRED = ("utterance_id", "dialogue_id", "speaker", "split", "turn", "label", "classes")   # "sentence" optional

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from model.data import SPLIT_ALIASES, SPLIT_NAMES, SPLITS, canonical_split
 from model.metrics import classification_metrics, confusion, plot_confusion
 from model.train import check_store_fits, load_checkpoint, pick_device, predict_probs
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
-from pipeline.manifest import SPLIT_ALIASES, SPLIT_NAMES, SPLITS, canonical_split
 from pipeline.params import configs, section
 from pipeline.store import load_store
 
