@@ -218,3 +218,20 @@ def test_predict_keeps_transcript_cells_from_becoming_spreadsheet_formulas(proje
     run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/p.csv", dest)
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert ",'=HYPERLINK(1)," in lines[1] and ",'@B,'+1 more," in lines[2]
+
+
+def test_the_pretrained_backbones_rerun_only_their_branches_and_predict_uses_them(project, tmp_path):
+    dest, _ = project
+    run("git add -A && git -c user.email=t@t -c user.name=t commit -qm before-backbones", dest)
+    out = run("dvc exp run -S audio.backbone=whisper -S audio.layer=4 -S visual.backbone=expression", dest)
+    stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    ran = {s for s in stages if f"Running stage '{s}'" in out}
+    assert ran == (DOWNSTREAM_OF_AUDIO | {"visual"}) & set(stages), out
+    for modality, raw_dim in (("audio", 512), ("visual", 540)):
+        record = json.loads((dest / "data" / "features" / f"{modality}.npz.meta.json").read_text())
+        assert record["raw_dim"] == raw_dim and record["dim"] == 8
+    assert (dest / "data" / "cache" / "weights" / "whisper-base" / "model.bin").is_file()
+    folder = _conversation(dest)
+    run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/p.csv", dest)
+    table = __import__("pandas").read_csv(tmp_path / "p.csv")
+    assert len(table) == 3 and table["audio_present"].all() and table["visual_present"].all()
