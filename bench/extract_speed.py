@@ -14,9 +14,13 @@ own entry point takes 0.1 s).
 Run it alone: the machine has 2 cores. Single-process figures are timed after one untimed clip
 (imports and model loading are start-up, reported apart). Stage workers (forkserver) import this
 script as their main module, so its top imports stay light. The last line is one JSON object:
-{"rtf": {"text", "audio", "visual", "visual_<variant>", "all", "all_steady"}, "floor_rtf", "workers", "startup_s",
+{"rtf": {"text", "audio", "audio_whisper", "audio_whisper_stage", "visual", "visual_<variant>", "all",
+ "all_steady"}, "floor_rtf", "workers", "startup_s",
  "box_iou_vs_every_frame": {"every_<n>": per clip},
  "dask": {"1": rtf, "2": rtf, "speedup"}, "clips": [...], "face_frames": {variant: per clip}}.
+"audio_whisper" is Whisper base's encoder (layer 6, one thread, as each worker runs it);
+"audio_whisper_stage" runs it through the cache with the stage's workers (``--copies`` segments
+per clip, as "all"; worker start and weight loading included).
 "visual" is the default (MediaPipe's detector, handcrafted descriptors); the variants time the
 cascade (at full size and on frames downscaled to 240 px), detection on every frame / every 3rd,
 decoding every frame (``decode: all``), the landmarks and expression (FER2013 CNN) backbones and
@@ -73,12 +77,14 @@ def box_agreement(paths, config) -> dict:
     return out
 
 
-def through_cache(paths, config_cls, extractor_cls, config, workers, scheduler=None, copies=1) -> float:
-    """Wall seconds for every clip through the stage's cache (fresh), ``copies`` segments each."""
+def through_cache(paths, config_cls, extractor_cls, config, workers, scheduler=None, copies=1, weights=None) -> float:
+    """Wall seconds for every clip through the stage's cache (fresh), ``copies`` segments each;
+    ``weights``: the folder of joined pretrained weights (kept between runs, as the stage's is)."""
     frame = repeated_segments(paths, copies * len(paths))
+    factory = partial(extractor_cls, config, weights_root=weights) if weights else partial(extractor_cls, config)
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
-        extract_utterances(frame, partial(extractor_cls, config), config_cls.__name__, asdict(config), cache,
+        extract_utterances(frame, factory, config_cls.__name__, asdict(config), cache,
                            workers=workers, progress=False, scheduler=scheduler)
         return time.perf_counter() - start
 
@@ -101,6 +107,9 @@ if __name__ == "__main__":
                      paths)
     shortest = min(paths, key=lambda p: probe(p).duration)
     t_audio, _ = timed(AudioExtractor(audio).extract, paths, shortest)
+    weights = Path(tempfile.mkdtemp(prefix="weights"))   # Whisper's parts joined once, outside the timing
+    whisper = replace(audio, backbone="whisper")
+    t_whisper, _ = timed(AudioExtractor(whisper, weights_root=weights).extract, paths, shortest)
     t_visual, results = timed(VisualExtractor(visual).extract, paths, shortest)
     variants = {"decode_all": replace(visual, decode="all"),
                 "cascade": replace(visual, detector="cascade"),
@@ -144,7 +153,11 @@ if __name__ == "__main__":
     face = {"default": [int(r.info["face_frames"]) for r in results],
             **{name: [int(r.info["face_frames"]) for r in found] for name, (_, found) in sides.items()},
             "frames": [int(r.info["frames"]) for r in results]}
+    t_whisper_stage = through_cache(paths, AudioConfig, AudioExtractor, whisper, args.workers, copies=args.copies,
+                                    weights=weights) / args.copies
     out = {"rtf": {"text": round(seconds / max(t_text, 1e-9), 1), "audio": round(seconds / t_audio, 1),
+                   "audio_whisper": round(seconds / t_whisper, 1),
+                   "audio_whisper_stage": round(seconds / t_whisper_stage, 1),
                    "visual": round(seconds / t_visual, 1),
                    **{f"visual_{name}": round(seconds / t, 1) for name, (t, _) in sides.items()},
                    "all": round(seconds / t_all, 1),
