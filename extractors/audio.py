@@ -46,7 +46,7 @@ class AudioConfig:
     mel_bins: int = 40                     # fbank only
     silence_rms: float = 1e-4              # a track quieter than this counts as silent
     whisper_model: str = "base"            # whisper: the transcription stage's weights (base | tiny.en)
-    layer: int = 6                         # whisper: the encoder block whose states are pooled (1..6)
+    layer: int = 0                         # whisper: the encoder block whose states are pooled (0: the last)
     pooling: str = "mean"                  # whisper: mean | mean_std over the utterance's frames
 
     WHISPER_ONLY = ("whisper_model", "layer", "pooling")

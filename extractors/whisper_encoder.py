@@ -158,8 +158,10 @@ class WhisperFeatures:
         if pooling not in POOLINGS:
             raise ExtractorError(f"audio.pooling {pooling!r}: known {list(POOLINGS)}")
         self.net = _network(str(whisper_folder(model, weights_root) / "model.bin")).to(device)
-        if not 1 <= layer <= self.net.depth:
-            raise ExtractorError(f"audio.layer {layer}: Whisper {model}'s encoder has layers 1..{self.net.depth}")
+        if not 0 <= layer <= self.net.depth:
+            raise ExtractorError(f"audio.layer {layer}: Whisper {model}'s encoder has layers 1..{self.net.depth} "
+                                 "(0: the last)")
+        layer = layer or self.net.depth
         self.layer, self.pooling, self.device = layer, pooling, device
         self.mel = FeatureExtractor()
 

@@ -46,7 +46,7 @@ LIMITS = {
                                   "pause_s")},
     **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share", "min_speaker_share")},
     # the TCN pads (K-1)·2^(L-1) steps: past these it runs out of memory (K 100, L 20 was killed)
-    "audio.layer": (1, 32, False, False),   # the model's own depth is checked when it loads
+    "audio.layer": (0, 32, False, False),   # 0: the last; the model's own depth is checked when it loads
     "K": (1, 64, False, False), "L": (1, 12, False, False), "H": (1, 32, False, False), "R": (1, 32, False, False),
     **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold")},
     "speaker_distance": (0, 2, True, False),   # cosine distance

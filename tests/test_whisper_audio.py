@@ -1,4 +1,6 @@
 """audio.backbone whisper: Whisper's encoder in torch, from the transcription stage's weights."""
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,10 +91,12 @@ def test_short_and_silent_segments_are_counted_reasons_and_bad_settings_refused(
     assert short.vector is None and short.error == "too_short" and "needs 100 ms" in short.message
     write_clip(tmp_path / "silent.mp4", np.full((6, 32, 32, 3), 90, np.uint8), 12, np.zeros(8000, np.float32))
     assert extractor.extract(tmp_path / "silent.mp4").error == "silent"
-    with pytest.raises(ExtractorError, match="audio.layer 7: Whisper base's encoder has layers 1..6"):
+    with pytest.raises(ExtractorError, match=r"audio.layer 7: Whisper base's encoder has layers 1..6 \(0: the last\)"):
         AudioExtractor(AudioConfig(backbone="whisper", layer=7), weights_root=weights)
-    tiny = AudioExtractor(AudioConfig(backbone="whisper", whisper_model="tiny.en", layer=4), weights_root=weights)
-    assert tiny.extract(voiced, 0.5, 3.0).vector.shape == (384,)
+    last = AudioExtractor(AudioConfig(backbone="whisper", layer=6), weights_root=weights).extract(voiced, 0.5, 3.0)
+    np.testing.assert_array_equal(extractor.extract(voiced, 0.5, 3.0).vector, last.vector)   # layer 0 is the last
+    tiny = AudioExtractor(AudioConfig(backbone="whisper", whisper_model="tiny.en"), weights_root=weights)
+    assert tiny.encoder.layer == 4 and tiny.extract(voiced, 0.5, 3.0).vector.shape == (384,)
 
 
 def test_the_other_backbones_settings_key_no_cache_entry():
@@ -114,3 +118,22 @@ def test_real_clips_one_actor_s_six_emotions_sit_closer_than_other_speakers(weig
     within = (actor @ actor.T)[np.triu_indices(len(actor), 1)].mean()
     across = (actor @ rest.T).mean()
     assert len(actor) == 6 and len(rest) >= 2 and within > across, (within, across)
+
+
+def test_predict_compares_the_runs_complete_settings_and_only_those_its_backbone_reads(tmp_path):
+    from pipeline.errors import PipelineError
+    from pipeline.lineage import write_record
+    from pipeline.stages.predict import check_settings
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "audio.pt").write_bytes(b"")
+    write_record(run / "audio.pt", "audio", {"backbone": "whisper", "dim": 8}, [],   # layer left to its default
+                 extra={"extractor": asdict(WHISPER)})
+    check_settings(run, {"audio": {"backbone": "whisper", "dim": 8, "feature_set": "IS09", "workers": 1}}, ["audio"])
+    with pytest.raises(PipelineError, match="audio.layer is 4 here but 0 in the run"):
+        check_settings(run, {"audio": {"backbone": "whisper", "dim": 8, "layer": 4}}, ["audio"])
+    with pytest.raises(PipelineError, match="audio.backbone is 'handcrafted' here but 'whisper' in the run"):
+        check_settings(run, {"audio": {"dim": 8}}, ["audio"])
+    with pytest.raises(PipelineError, match=r"unknown key\(s\) \['layers'\]"):
+        check_settings(run, {"audio": {"backbone": "whisper", "dim": 8, "layers": 4}}, ["audio"])

@@ -45,7 +45,6 @@ class Cnn3dTraining:
 
 
 STAGE_CONFIGS = {"audio": (MediaStage, CrossFitting), "visual": (MediaStage, CrossFitting, Cnn3dTraining)}
-STAGE_ONLY = {"workers", "scheduler"}   # settings that may differ between a run and ``predict``
 
 
 def stage_configs(modality: str, params: dict):

@@ -23,7 +23,7 @@ from pipeline.manifest import ManifestError, read_csv_any_encoding, validate
 from pipeline.params import configs, load_params
 from pipeline.report import write_page
 from extractors.registry import media_extractor
-from pipeline.stages.media import STAGE_ONLY, MediaStage, extract_raw
+from pipeline.stages.media import MediaStage, extract_raw
 from pipeline.stages.text import text_inputs
 from pipeline.store import part_features, store_columns
 
@@ -55,30 +55,46 @@ def read_conversation(folder, csv) -> pd.DataFrame:
     return validate(frame, csv)
 
 
-def feature_keys(modality: str) -> set[str]:
-    """The settings that shape a modality's features (not how its part was trained): the text
-    backbone's inputs; a media extractor's config and its reduction."""
-    from dataclasses import fields
+TEXT_FEATURE_KEYS = ("backbone", "encoder", "vectors", "finetune", "max_tokens")
+
+
+def feature_settings(modality: str, section: dict, extractor: dict | None = None) -> dict:
+    """Every setting that shapes a modality's features, defaults filled in (not how its part was
+    trained): the text backbone's inputs; a media extractor's cache fields (the settings its
+    backbone reads, as ``cache_params`` keys its entries) and the reduction. ``section`` is
+    checked strictly, as its stage would; ``extractor``: a run's recorded, complete config."""
+    from dataclasses import asdict
+
+    from pipeline.stages import text
+    from pipeline.stages.media import cache_params, stage_configs
 
     if modality == "text":
-        return {"backbone", "encoder", "vectors", "finetune"}
-    return {f.name for f in fields(media_extractor(modality)[0])} | {"dim", "reduction"}
+        merged = {k: v for config in configs("text", section, *text.CONFIGS) for k, v in asdict(config).items()}
+        return {k: merged[k] for k in TEXT_FEATURE_KEYS if k in merged}
+    config, stage, _, _ = stage_configs(modality, section)
+    if extractor is not None:
+        config = configs(modality, extractor, media_extractor(modality)[0])
+    return {**cache_params(media_extractor(modality)[1], config), "backbone": config.backbone, "dim": stage.dim,
+            "reduction": stage.reduction}
 
 
 def check_settings(run: Path, params: dict, modalities) -> None:
-    """Refuse when this conversation's feature settings (``params``) differ from the run's.
-    Training-only settings (epochs, patience, learning rates) may differ: the run's fitted
-    parts are used as they are."""
+    """Refuse when this conversation's feature settings (``params``) differ from the run's, both
+    complete (a run that left a key to its default is compared on that default). Training-only
+    settings (epochs, patience, learning rates) and settings the run's backbone never reads may
+    differ: the run's fitted parts are used as they are."""
     problems = []
     for modality in modalities:
         artifact = run_file(run, modality)
         if not record_path(artifact).is_file():
             raise PredictError(f"{record_path(artifact)}: the run's record of its {modality} part is missing")
-        recorded = read_record(artifact)["params"]
-        current = params.get(modality) or {}
-        for key in sorted(((set(recorded) | set(current)) - STAGE_ONLY) & feature_keys(modality)):
-            if key in current and key in recorded and current[key] != recorded[key]:
-                problems.append(f"{modality}.{key} is {current[key]!r} here but {recorded[key]!r} in the run")
+        record = read_record(artifact)
+        recorded = feature_settings(modality, record["params"], record.get("extractor"))
+        current = feature_settings(modality, params.get(modality) or {})
+        differ = sorted(k for k in set(recorded) | set(current) if current.get(k) != recorded.get(k))
+        if "backbone" in differ:   # another backbone: its own settings are beside the point
+            differ = ["backbone"]
+        problems += [f"{modality}.{k} is {current.get(k)!r} here but {recorded.get(k)!r} in the run" for k in differ]
     if problems:
         raise PredictError("feature settings differ from the trained run's, so its model cannot read these "
                            "features: " + "; ".join(problems) + ". Use the run's params, or retrain (dvc repro).")
