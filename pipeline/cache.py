@@ -106,6 +106,9 @@ def _compute(factory, token: str, job):
     """One clip on a Dask worker: (key, Result); the extractor is built once per worker process."""
     extractor = _DASK_EXTRACTORS.get(token)
     if extractor is None:
+        from pipeline.numerics import pin
+
+        pin()   # a worker started by hand has no pinned kernels: set them before the extractor loads torch
         extractor = _DASK_EXTRACTORS[token] = build_extractor(factory, "a Dask worker")
     key, media, start, end = job
     try:

@@ -23,3 +23,26 @@ def test_a_dask_cluster_writes_byte_identical_cache_entries(tiny_corpus, tmp_pat
     local = {p.relative_to(tmp_path / "local"): p.read_bytes() for p in (tmp_path / "local").rglob("*.npz")}
     dask = {p.relative_to(tmp_path / "dask"): p.read_bytes() for p in (tmp_path / "dask").rglob("*.npz")}
     assert len(local) == len(manifest) and local == dask
+
+
+def test_a_dask_worker_pins_the_kernels_before_its_extractor_loads(monkeypatch):
+    """A worker started by hand (``dask worker``) has none of ``python -m pipeline``'s settings:
+    unpinned, its Whisper vectors differed from a local run's by 1e-5 under the same cache keys."""
+    from pipeline import cache, numerics
+
+    seen = {}
+
+    class Probe:
+        def __init__(self):
+            seen.update({key: __import__("os").environ.get(key) for key in numerics.PINNED})
+
+        def extract(self, media, start, end):
+            return cache.Result(None, error="probe")
+
+    for key in numerics.PINNED:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("DIMMN_NUMERICS", raising=False)
+    monkeypatch.setattr(cache, "_DASK_EXTRACTORS", {})
+    cache._compute(Probe, "token", ("key", "clip.mp4", None, None))
+    if numerics._has_avx2():
+        assert seen == numerics.PINNED
