@@ -39,9 +39,9 @@ def test_a_dask_worker_pins_the_kernels_before_its_extractor_loads(monkeypatch):
         def extract(self, media, start, end):
             return cache.Result(None, error="probe")
 
-    for key in numerics.PINNED:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.delenv("DIMMN_NUMERICS", raising=False)
+    for key in (*numerics.PINNED, "DIMMN_NUMERICS"):   # set first, so that the pinning is undone after the test
+        monkeypatch.setenv(key, "unset")                  # (later tests' workers would inherit it)
+        monkeypatch.delenv(key)
     monkeypatch.setattr(cache, "_DASK_EXTRACTORS", {})
     cache._compute(Probe, "token", ("key", "clip.mp4", None, None))
     if numerics._has_avx2():
