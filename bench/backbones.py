@@ -66,7 +66,7 @@ if __name__ == "__main__":
                 store, features[modality][name] = backbone_store(modality, manifest, classes, params, args.cache,
                                                                  Path(tmp) / f"{modality}_{name}", args.workers)
                 print(f"{modality} {name}: {features[modality][name]}", flush=True)
-                variants = {model: {**keys_, "modalities": [modality]} for model, keys_ in MODELS.items()}
+                variants = {model: {**mode, "modalities": [modality]} for model, mode in MODELS.items()}
                 out[modality][name] = compare(store, variants, train, args.seeds)
                 print_table(out[modality][name])
     last_line({**out, "features": features})

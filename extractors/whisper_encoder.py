@@ -165,14 +165,6 @@ class WhisperFeatures:
         self.layer, self.pooling, self.device = layer, pooling, device
         self.mel = FeatureExtractor()
 
-    @property
-    def out_dim(self) -> int:
-        width = self.net.norm.weight.shape[0]
-        return width * (2 if self.pooling == "mean_std" else 1)
-
-    def frames(self, signal: np.ndarray) -> int:
-        return len(signal) // HOP
-
     def __call__(self, signal: np.ndarray) -> np.ndarray:
         with one_thread():
             states = torch.cat([self._encode(piece) for piece in self._pieces(signal)])
@@ -185,7 +177,7 @@ class WhisperFeatures:
         frames is no context for the encoder, and would weigh as much as any frame in the pool)."""
         step = WINDOW_FRAMES * HOP
         pieces = [signal[i:i + step] for i in range(0, len(signal), step)]
-        if len(pieces) > 1 and self.frames(pieces[-1]) < MIN_FRAMES:
+        if len(pieces) > 1 and len(pieces[-1]) // HOP < MIN_FRAMES:
             pieces.pop()
         return pieces
 
