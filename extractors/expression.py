@@ -116,7 +116,17 @@ def _torch_modules():
 
 
 def _keras_layers(path: Path) -> tuple[dict, dict]:
-    """{layer name: {weight name: array}} and {layer name: the layer it reads} from the hdf5."""
+    """{layer name: {weight name: array}} and {layer name: the layer it reads} from the hdf5; a file
+    h5py or json cannot read, or one without Keras's layout, is refused with its name."""
+    try:
+        return _read_keras_layers(path)
+    except (OSError, KeyError, IndexError, TypeError, ValueError) as error:   # json's errors are ValueErrors
+        if isinstance(error, ExpressionError):
+            raise
+        raise ExpressionError(f"{path}: not a readable Keras model file ({type(error).__name__}: {error})") from error
+
+
+def _read_keras_layers(path: Path) -> tuple[dict, dict]:
     import h5py
 
     with h5py.File(path, "r") as f:

