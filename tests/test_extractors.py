@@ -233,6 +233,19 @@ def test_detect_every_searches_every_nth_frame_and_holds_the_box_between(tiny_co
     assert held.vector.shape == full.vector.shape
 
 
+def test_a_box_is_not_carried_onto_a_frame_where_the_face_is_gone(tiny_corpus):
+    """A cut to a faceless shot between two detections: the carried box would be scored as a face."""
+    from extractors.media import load_frames
+
+    _, manifest = tiny_corpus
+    face = load_frames(manifest["media"][0], 4.0, None, None, 480, True)[0][0]
+    wall = np.full_like(face, 120)
+    extractor = VisualExtractor(VisualConfig(detect_every=3))
+    boxes = extractor._largest_boxes([face, wall, face, face, wall, wall])
+    assert [b is not None for b in boxes] == [True, False, True, True, False, False]
+    assert VisualConfig(detect_every=3).cache_fields() != VisualConfig(detect_every=1).cache_fields()
+
+
 def test_detect_every_searches_again_on_the_frame_after_a_miss(tiny_corpus):
     _, manifest = tiny_corpus
     extractor = VisualExtractor(VisualConfig(detect_every=3))
