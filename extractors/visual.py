@@ -67,6 +67,8 @@ class VisualConfig:
     detect_every: int = 2    # find faces on every n-th sampled frame (and after a miss); the frames between keep its box
     speaker: str = "largest"  # largest | active (the face whose mouth moves with the audio envelope)
     active_fps: float = 12.0  # active: frames per second for following mouths (syllables are 3-6 Hz)
+    tie_speakers: bool = True  # active: each speaker's utterances follow the face found for most of them (the stage's)
+    face_x: float = -1.0     # follow the face nearest this share of the frame's width (set per speaker when tying); -1: none
     clip_frames: int = 8     # cnn3d
     clip_size: int = 32      # cnn3d
 
@@ -78,8 +80,13 @@ class VisualConfig:
         them (less those the backbone never reads), and the backbone's version where it has one;
         the older backbones' keys are all their fields, as before."""
         fields = {k: v for k, v in asdict(self).items() if k not in self.UNUSED_BY.get(self.backbone, ())}
+        fields.pop("tie_speakers")   # the stage's choice of face_x, not the extractor's
+        if self.face_x < 0:   # unset: entries made before the field existed stay valid
+            fields.pop("face_x")
         if self.backbone in self.BACKBONE_VERSIONS:
             fields["backbone_version"] = self.BACKBONE_VERSIONS[self.backbone]
+        if self.speaker == "active":   # since 2026-12-02 (mouth_sync): older entries chose faces otherwise
+            fields["mouth_sync"] = f"r x movement, lags {SYNC_LAGS}"
         if self.detect_every > 1 and self.speaker == "largest":   # carried boxes are checked: older entries are stale
             fields["carried_boxes"] = "checked"
         return fields
@@ -88,10 +95,22 @@ class VisualConfig:
                "detector": ("mediapipe", "cascade"), "speaker": Speaker}
 
     def __post_init__(self):
+        if self.face_x >= 0 and self.speaker != "active":
+            raise ValueError(f"visual.face_x {self.face_x}: following a face at a place needs speaker: active")
         # the 3D-CNN pools frames by 2 once and the picture by 2 twice: smaller clips have no output
         if self.clip_frames < 2 or self.clip_size < 4:
             raise ValueError(f"visual.clip_frames {self.clip_frames} / clip_size {self.clip_size}: the 3D-CNN needs "
                              "at least 2 frames of 4 x 4 pixels")
+
+    def tied_faces(self, keys: list, infos: list[dict]) -> tuple[dict, int]:
+        """({utterance position: its speaker's face_x} for those to extract again, speakers tied):
+        ``speaker: active`` with ``tie_speakers`` (``speaker_faces``, ``needs_tying``); ``keys``
+        name each utterance's speaker (its dialogue and speaker label)."""
+        if self.speaker != "active" or not self.tie_speakers:
+            return {}, 0
+        faces = speaker_faces(keys, infos)
+        return {i: faces[key] for i, (key, info) in enumerate(zip(keys, infos))
+                if key in faces and needs_tying(info, faces[key])}, len(faces)
 
     def per_utterance(self, utterance_ids) -> list[VisualConfig]:
         """The config each utterance is extracted with: ``region`` resolved to its side (``sides``)."""
@@ -258,20 +277,25 @@ class VisualExtractor:
         tracks = follow_faces(found)
         reader = _MESH if Detector(cfg.detector) is Detector.MEDIAPIPE else None
         chosen, score = None, float("nan")
-        if len(tracks) > 1:
+        tied = _track_at(tracks, cfg.face_x * regions[0].shape[1]) if cfg.face_x >= 0 and regions else None
+        if tied is not None:
+            chosen = tied
+        elif len(tracks) > 1:
             try:
                 signal = load_audio(media, start, end)
                 loudness = envelope(signal, dense_times - (start or 0.0), 1.0 / cfg.active_fps)
-                scores = [mouth_correlation(track, regions, loudness, reader) for track in tracks]
-                if np.isfinite(scores).any():
-                    chosen = int(np.nanargmax(scores))
-                    score = float(scores[chosen])
+                synced = [mouth_sync(track, regions, loudness, reader) for track in tracks]
+                weights = np.array([r * moved for r, moved in synced])   # a covariance: moving, and in step
+                if np.isfinite(weights).any():
+                    chosen = int(np.nanargmax(weights))
+                    score = float(synced[chosen][0])
             except MediaError:
                 pass   # no usable audio: the largest face
         if chosen is None:   # the track with the largest faces
             chosen = max(range(len(tracks)), key=lambda k: np.mean([b[2] * b[3] for b in tracks[k].values()])) \
                 if tracks else None
-        info = {"speaker": "active" if np.isfinite(score) else "largest", "faces_followed": len(tracks),
+        how = "tied" if tied is not None else "active" if np.isfinite(score) else "largest"
+        info = {"speaker": how, "faces_followed": len(tracks),
                 "active_score": round(score, 3) if np.isfinite(score) else None}
         if chosen is not None:   # where the chosen face is, as a share of the frame's width
             centres = [b[0] + b[2] / 2 for b in tracks[chosen].values()]
@@ -305,6 +329,36 @@ def _same_picture(thumbnail: np.ndarray | None, rgb: np.ndarray, box) -> bool:
     return scale > 0 and float((a * b).sum()) / scale >= CARRY_LIKENESS
 
 
+TIE_SCORE = 0.2   # a mouth following the voice this well (Pearson) says whose face it is
+TIE_AGREE = 0.1   # utterances whose face lies this far (share of the width) from their speaker's are re-tied
+
+
+def speaker_faces(keys: list, infos: list[dict]) -> dict:
+    """{key: x}: where each speaker's face is (share of the frame's width), from the utterances
+    whose mouth followed the voice best (``speaker: active``, score >= ``TIE_SCORE``): the
+    median of their faces' places, kept if most of them agree within ``TIE_AGREE``. ``keys``
+    name each utterance's speaker (its dialogue and speaker label), one per info."""
+    places = {}
+    for key, info in zip(keys, infos):
+        if info.get("speaker") == "active" and (info.get("active_score") or 0) >= TIE_SCORE:
+            places.setdefault(key, []).append(info["speaker_x"])
+    tied = {}
+    for key, xs in places.items():
+        centre = float(np.median(xs))
+        if np.mean(np.abs(np.array(xs) - centre) <= TIE_AGREE) > 0.5:
+            tied[key] = round(centre, 2)   # rounded: the cache key of its re-tied utterances
+    return tied
+
+
+def needs_tying(info: dict, face_x: float) -> bool:
+    """An utterance with more than one face on screen whose face was chosen on weak evidence (its
+    mouth followed the voice less than ``TIE_SCORE``, or no mouth was read) and is not its
+    speaker's. A face chosen on strong evidence stays: there the speaker label is likelier wrong."""
+    if info.get("faces_followed", 0) < 2 or (info.get("active_score") or 0) >= TIE_SCORE:
+        return False
+    return info.get("speaker_x") is None or abs(info["speaker_x"] - face_x) > TIE_AGREE
+
+
 def follow_faces(per_frame: list[list[np.ndarray]]) -> list[dict]:
     """Greedy tracks: each face joins the track whose last box's centre is within half a face
     width of its own, else starts a track. A track maps frame index -> box."""
@@ -327,6 +381,17 @@ def follow_faces(per_frame: list[list[np.ndarray]]) -> list[dict]:
     return [t for t in tracks if len(t) >= 3]
 
 
+def _track_at(tracks: list[dict], x: float) -> int | None:
+    """The track whose faces' centres lie nearest ``x`` (pixels), within one face width; else None."""
+    best, distance = None, float("inf")
+    for k, track in enumerate(tracks):
+        boxes = np.array(list(track.values()), float)
+        d = abs(float(np.mean(boxes[:, 0] + boxes[:, 2] / 2)) - x)
+        if d < float(np.median(boxes[:, 2])) and d < distance:
+            best, distance = k, d
+    return best
+
+
 def nearest_face(faces: list[np.ndarray], track: dict):
     """Where the track lost its face (the greedy tracker splits a face that jumps), the face in
     that frame nearest the track's usual place, within one face width; else None."""
@@ -345,18 +410,32 @@ def envelope(signal: np.ndarray, times: np.ndarray, window: float, rate: int = 1
                      for c in centre])
 
 
-def mouth_correlation(track: dict, regions: list[np.ndarray], loudness: np.ndarray, reader=None) -> float:
-    """Pearson correlation between how open the track's mouth is and the loudness, over the
-    frames where the face was found and its mouth read."""
-    openness, loud = [], []
-    for i, box in sorted(track.items()):
-        opening = mouth_opening(reader, regions[i], box)
-        if np.isfinite(opening):
-            openness.append(opening)
-            loud.append(loudness[i])
-    if len(openness) < 4 or np.std(openness) == 0 or np.std(loud) == 0:
-        return float("nan")
-    return float(np.corrcoef(openness, loud)[0, 1])
+SYNC_LAGS = 2   # frames (at active_fps) either way that picture and sound may be out of step
+
+
+def mouth_sync(track: dict, regions: list[np.ndarray], loudness: np.ndarray, reader=None) -> tuple[float, float]:
+    """(r, movement): the best Pearson correlation between how open the track's mouth is and the
+    loudness, the picture shifted by up to ``SYNC_LAGS`` frames either way, and how much the
+    mouth moves (its opening's std), over the frames where the face was found and its mouth read.
+    At 12 fps a syllable lasts 2-4 frames, so a picture one frame out of step with its sound
+    (common in recordings; the generated ones lead by one) correlates near 0 unshifted: lip-sync
+    detectors search the offset for the same reason. The speaking face is the one with the
+    largest r x movement: a still listener's mouth correlates with the voice by chance on a short
+    utterance, as much as a speaker's (0.4-0.7 on generated 1.5 s turns), but hardly moves."""
+    opening = np.full(len(loudness), np.nan)
+    for i, box in track.items():
+        opening[i] = mouth_opening(reader, regions[i], box)
+    best = float("nan")
+    for lag in range(-SYNC_LAGS, SYNC_LAGS + 1):
+        a = opening[max(0, -lag):len(opening) - max(0, lag)]
+        b = np.asarray(loudness, float)[max(0, lag):len(loudness) - max(0, -lag)]
+        ok = np.isfinite(a)
+        if ok.sum() < 4 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+            continue
+        r = float(np.corrcoef(a[ok], b[ok])[0, 1])
+        best = r if not np.isfinite(best) else max(best, r)
+    read = opening[np.isfinite(opening)]
+    return best, float(np.std(read)) if len(read) else float("nan")
 
 
 def _expression():

@@ -50,6 +50,7 @@ LIMITS = {
     "K": (1, 64, False, False), "L": (1, 12, False, False), "H": (1, 32, False, False), "R": (1, 32, False, False),
     **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold")},
     "speaker_distance": (0, 2, True, False),   # cosine distance
+    "face_x": (-1, 1, False, False),   # a share of the frame's width; -1: none
     # sampling a video faster than any video's frame rate only repeats frames (100000 never finished)
     "visual.fps": (0, 120, True, False), "visual.active_fps": (0, 120, True, False),
 }

@@ -145,12 +145,14 @@ def _voice_track(text, prosody, voice, cfg, rng, seed) -> np.ndarray:
     return np.clip(signal, -1, 1).astype(np.float32)
 
 
-def _face_track(expression: Expression, audio: np.ndarray, skin, cfg: DemoConfig, rng) -> np.ndarray:
+def _face_track(expression: Expression, audio: np.ndarray, skin, cfg: DemoConfig, rng, listening: bool = False) -> np.ndarray:
+    """The face over ``audio``'s length, its mouth opening with the audio's loudness (``listening``:
+    closed throughout)."""
     duration = len(audio) / cfg.sample_rate
     n = max(1, int(np.ceil(duration * cfg.fps)))
     window = cfg.sample_rate // cfg.fps
     loudness = np.array([np.sqrt(np.mean(audio[i * window:(i + 1) * window] ** 2) + 1e-12) for i in range(n)])
-    mouth = np.clip(loudness / (loudness.max() + 1e-9), 0, 1)
+    mouth = np.zeros(n) if listening else np.clip(loudness / (loudness.max() + 1e-9), 0, 1)
     phase = rng.uniform(0, 2 * np.pi, 2)
     face = Expression(**{k: v + rng.normal(0, 0.1) for k, v in asdict(expression).items()})
     frames = []

@@ -34,8 +34,9 @@ class RecordingSpec:
     lead_s: float = 0.5           # silence before the first and after the last turn
     silent: bool = False          # the same length of picture with no voice at all
     noise_db: float = 35.0        # background noise, dB below the speech
+    layout: str = "cut"           # cut: the speaker's face fills the picture; together: every face side by side
     fps: int = 12
-    width: int = 160
+    width: int = 160              # of one face's picture (together: the frame is speakers x this)
     height: int = 128
     sample_rate: int = 16000
 
@@ -85,7 +86,9 @@ def make_recording(path, spec: RecordingSpec = RecordingSpec()) -> dict:
     audio = audio + rng.normal(0, rms / 10 ** (spec.noise_db / 20), audio.shape).astype(np.float32)
     if spec.silent:
         audio = rng.normal(0, 1e-5, audio.shape).astype(np.float32)
-    frames = _picture(pieces, audio, duration, cfg, rng)
+    if spec.layout not in ("cut", "together"):
+        raise ValueError(f"RecordingSpec.layout {spec.layout!r}: cut | together")
+    frames = (_picture if spec.layout == "cut" else _picture_together)(pieces, audio, duration, cfg, rng)
     write_clip(path, frames, spec.fps, np.clip(audio, -1, 1), rate)
     truth = {"turns": [] if spec.silent else turns, "duration": round(duration, 3), "spec": asdict(spec)}
     Path(f"{path}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
@@ -105,3 +108,22 @@ def _picture(pieces, audio, duration, cfg: DemoConfig, rng) -> np.ndarray:
         frames[first:first + len(track)] = track[:total - first]
         frames[first + len(track):] = track[-1]
     return frames
+
+
+def _picture_together(pieces, audio, duration, cfg: DemoConfig, rng) -> np.ndarray:
+    """Every speaker's face side by side (speaker k in the k-th panel from the left), each mouth
+    moving with its own voice only: whose face is the speaker's is for the mouths to tell."""
+    total = max(1, int(np.ceil(duration * cfg.fps)))
+    speakers = max(speaker for _, _, speaker, _ in pieces) + 1
+    panels = []
+    for speaker in range(speakers):
+        skin = SKINS[speaker % len(SKINS)]
+        silent = np.zeros(int(duration * cfg.sample_rate) + 1, np.float32)
+        panel = _face_track(EXPRESSIONS["neutral"], silent, skin, cfg, rng, listening=True)[:total]
+        for offset, voice, who, label in pieces:
+            if who == speaker:
+                first = int(offset / cfg.sample_rate * cfg.fps)
+                track = _face_track(EXPRESSIONS[label], voice, skin, cfg, rng)
+                panel[first:first + len(track)] = track[:total - first]
+        panels.append(panel)
+    return np.concatenate(panels, axis=2)

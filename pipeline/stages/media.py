@@ -3,7 +3,7 @@ reducer, or the 3D-CNN) fitted on the training split turns the raw vectors into 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -92,18 +92,36 @@ def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers:
     """Raw vectors of the rows that gave one, a presence mask, missing reasons, per-clip info, counts."""
     _, extractor_cls = media_extractor(modality)
     results, counts = {}, Counter()
+    extract = lambda one, rows: extract_utterances(  # noqa: E731
+        rows, extractor_factory(extractor_cls, one, cache_root), modality, cache_params(extractor_cls, one),
+        Path(cache_root) / modality, workers=workers, progress=progress, scheduler=scheduler)
     for part_config, rows in extraction_groups(config, frame):
-        found, part_counts = extract_utterances(rows, extractor_factory(extractor_cls, part_config, cache_root), modality,
-                                                cache_params(extractor_cls, part_config), Path(cache_root) / modality,
-                                                workers=workers,
-                                                progress=progress, scheduler=scheduler)
-        results.update(found)
+        found, part_counts = extract(part_config, rows)
         counts.update(part_counts)
+        for tied_config, tied_rows in tied_groups(part_config, rows, found, counts):
+            retied, part_counts = extract(tied_config, tied_rows)   # replaces those rows' first results
+            found.update(retied)
+            counts.update(part_counts)
+        results.update(found)
     ids = frame["utterance_id"].tolist()
     present = np.array([results[u].vector is not None for u in ids], dtype=bool)
     reasons = np.array(["" if results[u].vector is not None else results[u].error or "unknown" for u in ids])
     raw = np.stack([results[u].vector for u in ids if results[u].vector is not None]) if present.any() else None
     return raw, present, reasons, [results[u].info for u in ids], dict(counts)
+
+
+def tied_groups(config, rows: pd.DataFrame, found: dict, counts: Counter) -> list:
+    """(config with the speaker's ``face_x``, rows) for the utterances that a config with
+    ``tied_faces`` (``visual.speaker: active``, ``tie_speakers``) re-extracts on their speaker's face."""
+    if not hasattr(config, "tied_faces") or "speaker" not in rows:
+        return []
+    keys = list(zip(rows["dialogue_id"].astype(str), rows["speaker"].astype(str)))
+    tied, speakers = config.tied_faces(keys, [found[u].info for u in rows["utterance_id"]])
+    counts["speakers_tied"] += speakers
+    groups = {}
+    for position, face_x in tied.items():
+        groups.setdefault(face_x, []).append(position)
+    return [(replace(config, face_x=x), rows.iloc[positions]) for x, positions in groups.items()]
 
 
 def fit_part(modality, raw, y, fit_rows, valid_rows, classes, config, stage: MediaStage, cnn3d: Cnn3dTraining):
@@ -169,6 +187,8 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
         extra["frames"] = int(sum(i.get("frames", 0) for i in infos))
         extra["face_frames"] = int(sum(i.get("face_frames", 0) for i in infos))
         extra["clips_without_face"] = int(sum(1 for i in infos if i.get("frames") and not i.get("face_frames")))
+        if config.speaker == "active":
+            extra["speaker_faces"] = dict(Counter(str(i.get("speaker")) for i in infos if i.get("frames")))
     save_features(out, manifest["utterance_id"], matrix, present, reasons, modality, params, inputs, extra=extra)
     print(f"{modality}: {int(present.sum())}/{len(present)} clips, {matrix.shape[1]}-d "
           f"({counts['computed']} computed, {counts['cached']} from cache, {counts['repaired']} repaired; "
@@ -176,4 +196,7 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
     if modality == "visual":
         print(f"{modality}: faces in {extra['face_frames']}/{extra['frames']} frames; "
               f"{extra['clips_without_face']} clips without a face")
+        if "speaker_faces" in extra:
+            print(f"{modality}: speaking faces by how they were found {extra['speaker_faces']}; "
+                  f"{counts['speakers_tied']} speaker(s) tied to their face")
     return matrix, present, extra
