@@ -11,6 +11,12 @@
   speaker count estimated (the shipped params). ``der_given`` tells the count; ``der_overlap``
   has 30 % of the turns start 0.6 s before the previous one ends. ``turn_count_error``:
   |turns found - turns| / turns, mean over seeds.
+- **speaking_face**: on generated conversations with every speaker's face on screen
+  (``layout: together``; 2, 3 and 4 speakers, ``--seeds`` each, 30 % of turns overlapped),
+  transcribed and diarized as above, the share of utterances whose visual features come from
+  the face of the person really speaking (the true turn it overlaps most): ``visual.speaker:
+  largest`` (the largest face: a guess among faces of one size), ``active`` without and with
+  ``tie_speakers``.
 - **rtf**: real-time factor (seconds of recording per second of wall time; higher is faster)
   on 2 cores of a ``--minutes`` long generated conversation: ``transcribe`` alone and the whole
   ``predict --video`` (transcription, the three extractors, the model; fresh caches, process
@@ -18,7 +24,8 @@
 
 Run it alone: the machine has 2 cores. The last line is one JSON object:
 {"wer": {"base", "tiny_en"}, "wer_by_corpus": {model: {corpus}}, "wer_per_clip": {...}, "der": {"2", "3", "4"}, "der_given": {...},
- "der_overlap": {...}, "turn_count_error": {...}, "speakers_found": {...}, "rtf": {"predict_video",
+ "der_overlap": {...}, "turn_count_error": {...}, "speakers_found": {...},
+ "speaking_face": {"largest", "active", "tied": {"2", "3", "4"}}, "rtf": {"predict_video",
  "transcribe", "transcribe_base", "transcribe_tiny_en"}, "minutes": ..}.
 """
 from __future__ import annotations
@@ -120,6 +127,57 @@ def diarization(weights: Path, seeds: int, workdir: Path, log) -> dict:
     return out
 
 
+def speaking_faces(weights: Path, seeds: int, workdir: Path, log) -> dict:
+    import pandas as pd
+
+    from extractors.visual import VisualConfig
+    from pipeline.stages.media import extract_raw
+    from pipeline.transcripts import conversation_rows
+
+    transcriber = Transcriber(TranscribeConfig(cpu_threads=2), weights)
+    variants = {"largest": VisualConfig(), "active": VisualConfig(speaker="active", tie_speakers=False),
+                "tied": VisualConfig(speaker="active")}
+    out = {name: {} for name in variants}
+    for speakers in (2, 3, 4):
+        right = {name: [] for name in variants}
+        for seed in range(seeds):
+            path = workdir / f"faces{speakers}_{seed}.mp4"
+            truth = make_recording(path, RecordingSpec(speakers=speakers, turns=10, seed=seed, overlap=0.3,
+                                                       layout="together"))
+            result = transcriber.extract(str(path))
+            rows = pd.DataFrame(conversation_rows(path, result, str(path)))
+            panel = [_speaking(u, truth["turns"]) for u in rows.to_dict("records")]
+            for name, config in variants.items():
+                infos = extract_raw("visual", rows, config, workdir / "cache", 1, progress=False)[3]
+                if name == "largest":   # its info has no place: the largest face's is the first track's
+                    infos = [dict(i, speaker_x=_largest_x(path, u)) for i, u in zip(infos, rows.to_dict("records"))]
+                right[name] += [i.get("speaker_x") is not None and int(i["speaker_x"] * speakers) == k
+                                for i, k in zip(infos, panel)]
+            log(f"speaking face, {speakers} speakers seed {seed}: " +
+                ", ".join(f"{n} {np.mean(r[-len(panel):]):.2f}" for n, r in right.items()))
+        for name in variants:
+            out[name][str(speakers)] = round(float(np.mean(right[name])), 3)
+    return {"speaking_face": out}
+
+
+def _speaking(utterance: dict, turns: list[dict]) -> int:
+    """The panel (0-based speaker) of the true turn that overlaps the utterance most."""
+    best = max(turns, key=lambda t: min(utterance["end"], t["end"]) - max(utterance["start"], t["start"]))
+    return int(best["speaker"][1:]) - 1
+
+
+def _largest_x(path: Path, utterance: dict) -> float | None:
+    """Where ``speaker: largest``'s face is: the largest face on the utterance's middle frame."""
+    from extractors.faces import largest
+    from extractors.media import load_frames
+    from extractors.visual import VisualConfig, VisualExtractor
+
+    middle = (utterance["start"] + utterance["end"]) / 2
+    frames, _ = load_frames(path, 25.0, middle, middle + 0.04, 480, True)
+    box = largest(VisualExtractor(VisualConfig()).finder.find_all(frames[0])) if len(frames) else None
+    return None if box is None else (box[0] + box[2] / 2) / frames[0].shape[1]
+
+
 def timed(command: list[str], log) -> float:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
@@ -161,7 +219,7 @@ def main() -> None:
     parser.add_argument("--run", default=str(ROOT / "data" / "models"), help="a trained run, for predict --video")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["wer", "der", "speed"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["wer", "der", "faces", "speed"])
     args = parser.parse_args()
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,6 +230,8 @@ def main() -> None:
             result["wer"], result["wer_by_corpus"], result["wer_per_clip"] = wer_table(Path(args.data), weights, log)
         if "der" not in args.skip:
             result.update(diarization(weights, args.seeds, workdir, log))
+        if "faces" not in args.skip:
+            result.update(speaking_faces(weights, args.seeds, workdir, log))
         if "speed" not in args.skip:
             result.update(speed(Path(args.run), args.minutes, weights, workdir, log))
     last_line(result)
