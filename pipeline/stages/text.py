@@ -87,7 +87,8 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
                          "vectors_coverage": info.get("vectors_coverage"), "epochs_run": len(info.get("history", [])),
                          "crossfit": folds.info, "head_accuracy": leak})
     if leak:
-        print(f"text: the CNN's own accuracy on training rows {leak['train_in_fold']:.1f} (it saw them), "
+        who = "the CNN's" if backbone.backbone == "kim_cnn" else "the fine-tuned encoder's head"
+        print(f"text: {who} own accuracy on training rows {leak['train_in_fold']:.1f} (it saw them), "
               f"out of fold {leak.get('train_out_of_fold', float('nan')):.1f}, valid {leak['valid']:.1f}")
     print(f"text: {int(present.sum())}/{len(present)} utterances with words, {matrix.shape[1]}-d -> {out}")
     return matrix, present
