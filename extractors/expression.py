@@ -120,7 +120,7 @@ def _keras_layers(path: Path) -> tuple[dict, dict]:
     h5py or json cannot read, or one without Keras's layout, is refused with its name."""
     try:
         return _read_keras_layers(path)
-    except (OSError, KeyError, IndexError, TypeError, ValueError) as error:   # json's errors are ValueErrors
+    except (OSError, KeyError, IndexError, TypeError, ValueError, AttributeError) as error:   # json's: ValueErrors
         if isinstance(error, ExpressionError):
             raise
         raise ExpressionError(f"{path}: not a readable Keras model file ({type(error).__name__}: {error})") from error

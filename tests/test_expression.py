@@ -67,6 +67,22 @@ def test_an_unreadable_weights_file_is_refused_by_name(tmp_path, content):
         expression.load_network(path)
 
 
+@pytest.mark.parametrize("layer_config, weights_as", [('"x"', "group"), ("null", "group"), ("{}", "dataset")])
+def test_a_keras_file_of_another_layout_is_refused_by_name(tmp_path, layer_config, weights_as):
+    # a layer's config that is no mapping, or weights stored as one array: AttributeErrors once
+    import h5py
+
+    with h5py.File(tmp_path / "odd.hdf5", "w") as f:
+        layer = '{"name": "a", "inbound_nodes": [], "config": %s}' % layer_config
+        f.attrs["model_config"] = '{"config": {"layers": [%s]}}' % layer
+        if weights_as == "group":
+            f.create_group("model_weights")
+        else:
+            f.create_dataset("model_weights", data=[0.0])
+    with pytest.raises(ExpressionError, match=r"odd\.hdf5: not a readable Keras model file \(AttributeError"):
+        expression.load_network(tmp_path / "odd.hdf5")
+
+
 def test_a_keras_file_without_its_config_is_refused_by_name(tmp_path):
     import h5py
 
