@@ -95,6 +95,8 @@ def _join(parts, meta: Path, folder: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, also when the process is killed
         if (folder / "model.bin").is_file():   # another process joined it while this one waited
             return
+        if folder.is_dir():   # without its model.bin (only whole folders are renamed in): damaged, joined anew
+            shutil.rmtree(folder)
         for leftover in folder.parent.glob(f".{folder.name}.*"):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)

@@ -128,6 +128,15 @@ def test_a_join_killed_midway_leaves_nothing_behind_once_joined_again(weights, t
     assert (folder / "model.bin").stat().st_size > 140e6
 
 
+def test_a_joined_folder_that_lost_its_model_bin_is_joined_anew(weights, tmp_path):
+    damaged = tmp_path / "whisper-base"   # model.bin deleted by hand or by a cleaner: a FileNotFoundError once
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{}")
+    folder = whisper_folder("base", tmp_path)
+    assert folder == damaged and (folder / "model.bin").stat().st_size > 140e6
+    assert (folder / "config.json").read_text() != "{}"
+
+
 def test_a_missing_weights_package_says_what_to_install(monkeypatch, tmp_path):
     import extractors.weights as weights
 
