@@ -171,6 +171,16 @@ def _together(tmp_path, seed=0, speakers=2):
     return rows, [int(t["speaker"][1:]) - 1 for t in truth["turns"]]
 
 
+def test_a_together_recording_shows_every_speaker_also_one_without_a_turn(tmp_path):
+    from extractors.media import load_frames
+    from pipeline.demo.recording import RecordingSpec, make_recording
+
+    # 3 speakers, 2 turns (S2 then S1): S3 never speaks, and the frame was 2 panels wide, not 3
+    truth = make_recording(tmp_path / "few.mp4", RecordingSpec(speakers=3, turns=2, seed=1, layout="together"))
+    assert sorted(t["speaker"] for t in truth["turns"]) == ["S1", "S2"]
+    assert load_frames(tmp_path / "few.mp4", 2.0)[0][0].shape == (128, 3 * 160, 3)
+
+
 def test_the_speaking_face_is_found_when_the_picture_is_a_frame_out_of_step_with_the_sound(tmp_path):
     # before the offset search and the movement weighting, 4-7 of these 10 turns got the listener's face
     rows, panel = _together(tmp_path)

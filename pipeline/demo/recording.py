@@ -88,7 +88,8 @@ def make_recording(path, spec: RecordingSpec = RecordingSpec()) -> dict:
         audio = rng.normal(0, 1e-5, audio.shape).astype(np.float32)
     if spec.layout not in ("cut", "together"):
         raise ValueError(f"RecordingSpec.layout {spec.layout!r}: cut | together")
-    frames = (_picture if spec.layout == "cut" else _picture_together)(pieces, audio, duration, cfg, rng)
+    frames = _picture(pieces, audio, duration, cfg, rng) if spec.layout == "cut" else \
+        _picture_together(pieces, audio, duration, cfg, rng, spec.speakers)
     write_clip(path, frames, spec.fps, np.clip(audio, -1, 1), rate)
     truth = {"turns": [] if spec.silent else turns, "duration": round(duration, 3), "spec": asdict(spec)}
     Path(f"{path}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
@@ -110,11 +111,11 @@ def _picture(pieces, audio, duration, cfg: DemoConfig, rng) -> np.ndarray:
     return frames
 
 
-def _picture_together(pieces, audio, duration, cfg: DemoConfig, rng) -> np.ndarray:
+def _picture_together(pieces, audio, duration, cfg: DemoConfig, rng, speakers: int) -> np.ndarray:
     """Every speaker's face side by side (speaker k in the k-th panel from the left), each mouth
-    moving with its own voice only: whose face is the speaker's is for the mouths to tell."""
+    moving with its own voice only: whose face is the speaker's is for the mouths to tell. A
+    speaker with no turn (fewer turns than speakers) sits there listening."""
     total = max(1, int(np.ceil(duration * cfg.fps)))
-    speakers = max(speaker for _, _, speaker, _ in pieces) + 1
     panels = []
     for speaker in range(speakers):
         skin = SKINS[speaker % len(SKINS)]
