@@ -153,6 +153,11 @@ TEXT_BACKBONES = {
     "sentence_transformer": {"backbone": "sentence_transformer", "finetune": False},
     "finetuned": {"backbone": "sentence_transformer", "finetune": True, "finetune_epochs": 2, "finetune_patience": 1,
                   "finetune_lr": 5e-5, "finetune_batch_size": 32, "max_tokens": 48, "folds": 2},
+    # the same, reading the turn before too ("speaker: text [SEP] speaker: the turn before"), as
+    # RoBERTa-with-context does: 64 word pieces (about 2x an epoch's time here)
+    "finetuned_context": {"backbone": "sentence_transformer", "finetune": True, "finetune_epochs": 2,
+                          "finetune_patience": 1, "finetune_lr": 5e-5, "finetune_batch_size": 32, "max_tokens": 64,
+                          "folds": 2, "context_turns": 1},
 }
 CONTEXT_VARIANTS = {
     "dimmn": {"modalities": ["text"], "window": "all"},

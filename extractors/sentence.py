@@ -33,6 +33,7 @@ class SentenceConfig:
     finetune_patience: int = 2
     encode_batch_size: int = 64
     max_tokens: int = 0             # word pieces kept per utterance (0: the encoder's own limit, 256 for MiniLM)
+    context_turns: int = 0          # the encoder reads each utterance, then up to this many before it in its dialogue
 
 
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")

@@ -41,7 +41,7 @@ LIMITS = {
     **{key: _COUNT for key in (
         "patience", "seed", "holdout_seed", "window_size", "detect_side", "grad_clip", "weight_decay", "silence_rms",
         "finetune_patience", "cnn3d_patience", "folds", "cv_folds", "report.dialogues", "pixel_noise", "head_motion",
-        "speakers", "min_silence_ms", "speech_pad_ms", "max_tokens")},
+        "speakers", "min_silence_ms", "speech_pad_ms", "max_tokens", "context_turns")},
     **{key: _POSITIVE for key in ("lr", "finetune_lr", "cnn3d_lr", "fps", "active_fps", "max_utterance_s",
                                   "pause_s")},
     **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share", "min_speaker_share")},

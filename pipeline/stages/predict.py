@@ -55,7 +55,7 @@ def read_conversation(folder, csv) -> pd.DataFrame:
     return validate(frame, csv)
 
 
-TEXT_FEATURE_KEYS = ("backbone", "encoder", "vectors", "finetune", "max_tokens")
+TEXT_FEATURE_KEYS = ("backbone", "encoder", "vectors", "finetune", "max_tokens", "context_turns")
 
 
 def feature_settings(modality: str, section: dict, extractor: dict | None = None) -> dict:
@@ -111,7 +111,7 @@ def featurise(conversation: pd.DataFrame, run: Path, modalities, dims: dict, cla
             raise PredictError(f"{run_file(run, modality)}: gives {part.out_dim}-d {modality} features but the "
                                f"model reads {dims[modality]}-d: the part comes from another run")
         if modality == "text":
-            texts, present = text_inputs(conversation)
+            texts, present = text_inputs(conversation, getattr(getattr(part, "config", None), "context_turns", 0))
             inputs = [texts[i] for i in np.flatnonzero(present)]
             reasons = np.where(present, "", "empty_text")
         else:

@@ -20,10 +20,25 @@ from pipeline.params import configs, section
 from pipeline.store import label_indices, part_features, save_features
 
 
-def text_inputs(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """Every row's text, and which rows have words (others are masked as ``empty_text``)."""
+def text_inputs(frame: pd.DataFrame, context_turns: int = 0) -> tuple[list[str], np.ndarray]:
+    """Every row's text, and which rows have words (others are masked as ``empty_text``). With
+    ``context_turns``, a row's input is "speaker: its text [SEP] speaker: the turn before [SEP] ..."
+    over up to that many earlier turns of its dialogue, newest first: truncation to
+    ``max_tokens`` then drops the oldest context, never the utterance itself."""
     texts = frame["text"].fillna("").astype(str).tolist()
-    return texts, np.array([has_words(t) for t in texts], dtype=bool)
+    present = np.array([has_words(t) for t in texts], dtype=bool)
+    if not context_turns:
+        return texts, present
+    speakers = frame["speaker"].fillna("").astype(str).tolist()
+    said = [f"{who}: {text}" if who else text for who, text in zip(speakers, texts)]
+    inputs = list(texts)
+    order = frame.assign(_row=np.arange(len(frame))).sort_values(["dialogue_id", "turn", "_row"], kind="stable")
+    for _, rows in order.groupby("dialogue_id", sort=False):
+        rows = rows["_row"].tolist()
+        for k, row in enumerate(rows):
+            earlier = [said[r] for r in reversed(rows[max(0, k - context_turns):k]) if present[r]]
+            inputs[row] = " [SEP] ".join([said[row], *earlier])
+    return inputs, present
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,10 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
         raise ParamsError(f"text.backbone must be kim_cnn or sentence_transformer, not {backbone.backbone!r}")
     check_writable(out, model_path)
     require_training_split(manifest, out, classes)
-    texts, present = text_inputs(manifest)
+    if sentence.context_turns and backbone.backbone != "sentence_transformer":
+        raise ParamsError(f"text.context_turns {sentence.context_turns}: only the sentence_transformer backbone "
+                          f"reads context (the Kim CNN reads one utterance)")
+    texts, present = text_inputs(manifest, sentence.context_turns)
     train, valid = training_parts(manifest, config.seed)
     y = label_indices(manifest["label"], classes)
     fit_rows, check_rows = train & present & (y >= 0), valid & present & (y >= 0)
