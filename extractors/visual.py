@@ -105,8 +105,9 @@ class VisualConfig:
     def tied_faces(self, keys: list, infos: list[dict]) -> tuple[dict, int]:
         """({utterance position: its speaker's face_x} for those to extract again, speakers tied):
         ``speaker: active`` with ``tie_speakers`` (``speaker_faces``, ``needs_tying``); ``keys``
-        name each utterance's speaker (its dialogue and speaker label)."""
-        if self.speaker != "active" or not self.tie_speakers:
+        name each utterance's speaker (its dialogue and speaker label). A ``face_x`` given in the
+        params pins the face for all: tying would move its weakly-evidenced utterances off it."""
+        if self.speaker != "active" or not self.tie_speakers or self.face_x >= 0:
             return {}, 0
         faces = speaker_faces(keys, infos)
         return {i: faces[key] for i, (key, info) in enumerate(zip(keys, infos))

@@ -229,6 +229,18 @@ def test_a_speaker_is_tied_to_a_face_only_where_most_of_their_confident_utteranc
         VisualConfig(face_x=0.5)
 
 
+def test_a_face_x_given_in_the_params_is_not_moved_by_tying():
+    # visual.face_x 0.75 with tie_speakers (its default): the utterances it pinned on weak evidence
+    # were extracted again on their speaker's face elsewhere, 7 of 12 off the face asked for
+    def info(how, x, score):
+        return {"speaker": how, "speaker_x": x, "active_score": score, "faces_followed": 2}
+
+    keys = [("d", "A")] * 3
+    infos = [info("active", 0.25, 0.6), info("active", 0.27, 0.5), info("tied", 0.75, None)]
+    assert VisualConfig(speaker="active").tied_faces(keys, infos) == ({2: 0.26}, 1)
+    assert VisualConfig(speaker="active", face_x=0.75).tied_faces(keys, infos) == ({}, 0)
+
+
 def test_a_region_map_gives_each_utterance_its_side_and_the_cache_entries_of_that_side(tmp_path):
     from pipeline.errors import ParamsError
 
