@@ -95,6 +95,8 @@ class VisualConfig:
                "detector": ("mediapipe", "cascade"), "speaker": Speaker}
 
     def __post_init__(self):
+        if self.face_x != -1 and not 0 <= self.face_x <= 1:
+            raise ValueError(f"visual.face_x {self.face_x}: a share of the frame's width (0 to 1), or -1 for none")
         if self.face_x >= 0 and self.speaker != "active":
             raise ValueError(f"visual.face_x {self.face_x}: following a face at a place needs speaker: active")
         # the 3D-CNN pools frames by 2 once and the picture by 2 twice: smaller clips have no output
@@ -334,6 +336,9 @@ TIE_SCORE = 0.2   # a mouth following the voice this well (Pearson) says whose f
 TIE_AGREE = 0.1   # utterances whose face lies this far (share of the width) from their speaker's are re-tied
 
 
+UNNAMED = {"", "nan", "none", "unknown"}   # speaker labels that name nobody (subtitles without names: unknown)
+
+
 def speaker_faces(keys: list, infos: list[dict]) -> dict:
     """{key: x}: where each speaker's face is (share of the frame's width), from the utterances
     whose mouth followed the voice best (``speaker: active``, score >= ``TIE_SCORE``): the
@@ -341,6 +346,8 @@ def speaker_faces(keys: list, infos: list[dict]) -> dict:
     name each utterance's speaker (its dialogue and speaker label), one per info."""
     places = {}
     for key, info in zip(keys, infos):
+        if str(key[-1]).strip().lower() in UNNAMED:   # utterances of nobody in particular are no one person
+            continue
         if info.get("speaker") == "active" and (info.get("active_score") or 0) >= TIE_SCORE:
             places.setdefault(key, []).append(info["speaker_x"])
     tied = {}

@@ -97,14 +97,14 @@ def _join(parts, meta: Path, folder: Path) -> None:
             return
         if folder.is_dir():   # without its model.bin (only whole folders are renamed in): damaged, joined anew
             shutil.rmtree(folder)
-        for leftover in folder.parent.glob(f".{folder.name}.*"):
+        for leftover in folder.parent.glob(f".{folder.name}.staging-*"):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
         _join_unlocked(parts, meta, folder)
 
 
 def _join_unlocked(parts, meta: Path, folder: Path) -> None:
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.staging-"))
     try:
         with open(staging / "model.bin", "wb") as out:
             for part in parts:

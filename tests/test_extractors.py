@@ -227,6 +227,12 @@ def test_a_speaker_is_tied_to_a_face_only_where_most_of_their_confident_utteranc
     assert not needs_tying(info(0.26, 0.1), 0.27) and not needs_tying(info(0.75, 0.1, faces=1), 0.27)
     with pytest.raises(ValueError, match="face_x .* needs speaker: active"):
         VisualConfig(face_x=0.5)
+    for bad in (-0.5, 1.5):   # between -1 and 0 once meant "none" in silence
+        with pytest.raises(ValueError, match="a share of the frame's width"):
+            VisualConfig(speaker="active", face_x=bad)
+    # utterances of nobody in particular (subtitles without names say unknown) are not one person's
+    unnamed = [("d", who) for who in ("unknown", "", "nan", "Unknown")]
+    assert speaker_faces(unnamed, [info(0.25, 0.6)] * 4) == {}
 
 
 def test_a_face_x_given_in_the_params_is_not_moved_by_tying():

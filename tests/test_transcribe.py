@@ -120,11 +120,13 @@ def test_whisper_base_is_joined_once_and_checked_by_hash(weights, tmp_path):
 
 
 def test_a_join_killed_midway_leaves_nothing_behind_once_joined_again(weights, tmp_path):
-    leftover = tmp_path / ".whisper-base.abc123"   # what a SIGKILL during the join leaves: a partial copy
+    leftover = tmp_path / ".whisper-base.staging-abc123"   # what a SIGKILL during the join leaves: a partial copy
     leftover.mkdir()
     (leftover / "model.bin").write_bytes(bytes(1000))
+    other = tmp_path / ".whisper-base.en.staging-xyz"   # another model's join (a name that starts alike): not ours
+    other.mkdir()
     folder = whisper_folder("base", tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["whisper-base"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [".whisper-base.en.staging-xyz", "whisper-base"]
     assert (folder / "model.bin").stat().st_size > 140e6
 
 

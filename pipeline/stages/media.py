@@ -99,9 +99,9 @@ def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers:
         found, part_counts = extract(part_config, rows)
         counts.update(part_counts)
         for tied_config, tied_rows in tied_groups(part_config, rows, found, counts):
-            retied, part_counts = extract(tied_config, tied_rows)   # replaces those rows' first results
+            retied, _ = extract(tied_config, tied_rows)   # replaces those rows' first results
             found.update(retied)
-            counts.update(part_counts)
+            counts["retied"] += len(retied)
         results.update(found)
     ids = frame["utterance_id"].tolist()
     present = np.array([results[u].vector is not None for u in ids], dtype=bool)
@@ -198,5 +198,6 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
               f"{extra['clips_without_face']} clips without a face")
         if "speaker_faces" in extra:
             print(f"{modality}: speaking faces by how they were found {extra['speaker_faces']}; "
-                  f"{counts['speakers_tied']} speaker(s) tied to their face")
+                  f"{counts['speakers_tied']} speaker(s) tied to their face, {counts['retied']} utterances "
+                  f"extracted again on it")
     return matrix, present, extra
