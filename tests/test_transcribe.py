@@ -207,3 +207,11 @@ def test_predict_keeps_a_persons_subtitles_beside_the_csv(tmp_path):
     assert "Ann: hello" in (tmp_path / "talk.srt").read_text()
     assert heard_subtitles(turns, tmp_path / "new.srt") == tmp_path / "new.srt"
     assert heard_subtitles(turns, tmp_path / "new.srt") == tmp_path / "new.srt"   # its own file: rewritten in place
+
+
+@pytest.mark.parametrize("layout", ["cut", "together"])
+def test_a_generated_monologue_is_one_speaker_and_too_many_speakers_are_refused(tmp_path, layout):
+    truth = make_recording(tmp_path / "one.mp4", RecordingSpec(speakers=1, turns=3, layout=layout))
+    assert [t["speaker"] for t in truth["turns"]] == ["S1"] * 3
+    with pytest.raises(ValueError, match="speakers 5: 1 to 4"):
+        make_recording(tmp_path / "five.mp4", RecordingSpec(speakers=5, turns=6))

@@ -42,7 +42,11 @@ class RecordingSpec:
 
 
 def _turn_order(spec: RecordingSpec, rng) -> list[int]:
-    """Speakers in turn: everyone speaks, and nobody twice in a row."""
+    """Speakers in turn: everyone speaks, and nobody twice in a row (one speaker: a monologue)."""
+    if not 1 <= spec.speakers <= len(VOICES):
+        raise ValueError(f"RecordingSpec.speakers {spec.speakers}: 1 to {len(VOICES)} (one eSpeak voice each)")
+    if spec.speakers == 1:
+        return [0] * spec.turns
     order = list(rng.permutation(spec.speakers))
     while len(order) < spec.turns:
         order.append(int(rng.choice([s for s in range(spec.speakers) if s != order[-1]])))
