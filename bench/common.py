@@ -147,17 +147,16 @@ def text_cnn_features(frame, classes, config):
 # half-data fits and the full fit), at most 2 epochs (MELD's dev wF1 rose from 50.8 after one to
 # 57.3 after two in the probe), the best epoch on the valid split's wF1, lr 5e-5, batch 32,
 # 48 word pieces (longer: 0.2 % of MELD's and 3.8 % of IEMOCAP's training utterances).
+FINETUNED = {"backbone": "sentence_transformer", "finetune": True, "finetune_epochs": 2, "finetune_patience": 1,
+             "finetune_lr": 5e-5, "finetune_batch_size": 32, "max_tokens": 48, "folds": 2}
 TEXT_BACKBONES = {
     "kim_cnn": {"backbone": "kim_cnn", "vectors": "glove-6b-50d", "embedding_dim": 50, "epochs": 30, "patience": 5,
                 "lr": 0.001, "folds": 5},
     "sentence_transformer": {"backbone": "sentence_transformer", "finetune": False},
-    "finetuned": {"backbone": "sentence_transformer", "finetune": True, "finetune_epochs": 2, "finetune_patience": 1,
-                  "finetune_lr": 5e-5, "finetune_batch_size": 32, "max_tokens": 48, "folds": 2},
+    "finetuned": FINETUNED,
     # the same, reading the turn before too ("speaker: text [SEP] speaker: the turn before"), as
     # RoBERTa-with-context does: 64 word pieces (about 2x an epoch's time here)
-    "finetuned_context": {"backbone": "sentence_transformer", "finetune": True, "finetune_epochs": 2,
-                          "finetune_patience": 1, "finetune_lr": 5e-5, "finetune_batch_size": 32, "max_tokens": 64,
-                          "folds": 2, "context_turns": 1},
+    "finetuned_context": {**FINETUNED, "max_tokens": 64, "context_turns": 1},
 }
 CONTEXT_VARIANTS = {
     "dimmn": {"modalities": ["text"], "window": "all"},

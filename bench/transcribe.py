@@ -130,11 +130,12 @@ def diarization(weights: Path, seeds: int, workdir: Path, log) -> dict:
 def speaking_faces(weights: Path, seeds: int, workdir: Path, log) -> dict:
     import pandas as pd
 
-    from extractors.visual import VisualConfig
+    from extractors.visual import VisualConfig, VisualExtractor
     from pipeline.stages.media import extract_raw
     from pipeline.transcripts import conversation_rows
 
     transcriber = Transcriber(TranscribeConfig(cpu_threads=2), weights)
+    finder = VisualExtractor(VisualConfig()).finder   # built once: MediaPipe's graph loads per extractor
     variants = {"largest": VisualConfig(), "active": VisualConfig(speaker="active", tie_speakers=False),
                 "tied": VisualConfig(speaker="active")}
     out = {name: {} for name in variants}
@@ -150,7 +151,7 @@ def speaking_faces(weights: Path, seeds: int, workdir: Path, log) -> dict:
             for name, config in variants.items():
                 infos = extract_raw("visual", rows, config, workdir / "cache", 1, progress=False)[3]
                 if name == "largest":   # its info has no place: the largest face's is the first track's
-                    infos = [dict(i, speaker_x=_largest_x(path, u)) for i, u in zip(infos, rows.to_dict("records"))]
+                    infos = [dict(i, speaker_x=_largest_x(finder, path, u)) for i, u in zip(infos, rows.to_dict("records"))]
                 right[name] += [i.get("speaker_x") is not None and int(i["speaker_x"] * speakers) == k
                                 for i, k in zip(infos, panel)]
             log(f"speaking face, {speakers} speakers seed {seed}: " +
@@ -166,15 +167,14 @@ def _speaking(utterance: dict, turns: list[dict]) -> int:
     return int(best["speaker"][1:]) - 1
 
 
-def _largest_x(path: Path, utterance: dict) -> float | None:
+def _largest_x(finder, path: Path, utterance: dict) -> float | None:
     """Where ``speaker: largest``'s face is: the largest face on the utterance's middle frame."""
     from extractors.faces import largest
     from extractors.media import load_frames
-    from extractors.visual import VisualConfig, VisualExtractor
 
     middle = (utterance["start"] + utterance["end"]) / 2
     frames, _ = load_frames(path, 25.0, middle, middle + 0.04, 480, True)
-    box = largest(VisualExtractor(VisualConfig()).finder.find_all(frames[0])) if len(frames) else None
+    box = largest(finder.find_all(frames[0])) if len(frames) else None
     return None if box is None else (box[0] + box[2] / 2) / frames[0].shape[1]
 
 

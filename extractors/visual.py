@@ -389,13 +389,19 @@ def follow_faces(per_frame: list[list[np.ndarray]]) -> list[dict]:
     return [t for t in tracks if len(t) >= 3]
 
 
+def _track_place(track: dict) -> tuple[np.ndarray, float]:
+    """A track's usual place: the mean centre (x, y) of its boxes, and their median width."""
+    boxes = np.array(list(track.values()), float)
+    return (boxes[:, :2] + boxes[:, 2:] / 2).mean(0), float(np.median(boxes[:, 2]))
+
+
 def _track_at(tracks: list[dict], x: float) -> int | None:
     """The track whose faces' centres lie nearest ``x`` (pixels), within one face width; else None."""
     best, distance = None, float("inf")
     for k, track in enumerate(tracks):
-        boxes = np.array(list(track.values()), float)
-        d = abs(float(np.mean(boxes[:, 0] + boxes[:, 2] / 2)) - x)
-        if d < float(np.median(boxes[:, 2])) and d < distance:
+        centre, width = _track_place(track)
+        d = abs(float(centre[0]) - x)
+        if d < width and d < distance:
             best, distance = k, d
     return best
 
@@ -403,8 +409,7 @@ def _track_at(tracks: list[dict], x: float) -> int | None:
 def nearest_face(faces: list[np.ndarray], track: dict):
     """Where the track lost its face (the greedy tracker splits a face that jumps), the face in
     that frame nearest the track's usual place, within one face width; else None."""
-    boxes = np.array(list(track.values()), float)
-    centre, width = (boxes[:, :2] + boxes[:, 2:] / 2).mean(0), float(np.median(boxes[:, 2]))
+    centre, width = _track_place(track)
     distance = {k: float(np.hypot(*(f[:2] + f[2:] / 2 - centre))) for k, f in enumerate(faces)}
     near = [k for k, d in distance.items() if d < width]
     return faces[min(near, key=distance.get)] if near else None
