@@ -16,6 +16,7 @@ weights are read, as tensors, into networks written here (``extractors.campplus`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -144,6 +145,9 @@ class TranscribeConfig:
     CHOICES = {"model": tuple(WHISPER), "voices": tuple(VOICES), "compute_type": ("int8", "int8_float32", "float32", "float16", "int8_float16")}
 
 
+SAMPLING_SEED = 0   # CTranslate2's generator, for Whisper's temperature fallback
+
+
 def _device(name: str) -> str:
     if name != "auto":
         return "cuda" if name.startswith("cuda") else "cpu"
@@ -169,9 +173,21 @@ class Transcriber:
         self.config = config
         device = _device(config.device)
         compute = config.compute_type if device == "cpu" or config.compute_type != "int8" else "int8_float16"
-        self.model = WhisperModel(str(whisper_folder(config.model, weights_root)), device=device,
-                                  compute_type=compute, cpu_threads=config.cpu_threads, num_workers=1)
+        self._load = partial(WhisperModel, str(whisper_folder(config.model, weights_root)), device=device,
+                             compute_type=compute, cpu_threads=config.cpu_threads, num_workers=1)
+        self.model, self._used = self._seeded_model(), False
         self.voices = VOICES[config.voices]()
+
+    def _seeded_model(self):
+        """Whisper falls back to sampling (temperature > 0) where greedy decoding repeats itself or
+        is unsure, and CTranslate2 samples from a generator per worker thread, seeded once, when the
+        thread starts. Re-seeding a used model changes nothing; a new model has new threads. So each
+        recording gets a model fresh from ``SAMPLING_SEED``: the same audio gives the same words,
+        whatever was transcribed before it in the process (about 0.5 s per recording to load)."""
+        import ctranslate2
+
+        ctranslate2.set_random_seed(SAMPLING_SEED)
+        return self._load()
 
     def extract(self, media, start=None, end=None) -> Result:
         signal = load_audio(media, start, end)
@@ -205,6 +221,9 @@ class Transcriber:
     def _words(self, signal):
         """[(word, start, end, probability)], (language, its probability)."""
         c = self.config
+        if self._used:
+            self.model = self._seeded_model()
+        self._used = True
         vad = {"threshold": c.vad_threshold, "min_silence_duration_ms": c.min_silence_ms,
                "speech_pad_ms": c.speech_pad_ms}
         segments, info = self.model.transcribe(signal, language=None if c.language == "auto" else c.language,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from extractors.speech import TranscribeConfig, Transcriber
+from extractors.speech import SAMPLING_SEED, TranscribeConfig, Transcriber
 from pipeline.cache import extract_utterances
 from pipeline.errors import ParamsError, PipelineError
 from pipeline.manifest import COLUMNS, ManifestError, read_csv_any_encoding
@@ -57,6 +57,7 @@ def transcribe(videos, params: dict, cache_root, workers=None, progress: bool = 
     frame = pd.DataFrame({"utterance_id": [str(v) for v in videos], "media": [str(v) for v in videos],
                           "start": float("nan"), "end": float("nan")})
     key = {k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY}
+    key["sampling_seed"] = SAMPLING_SEED   # entries from before the seed was fixed are not reused
     factory = partial(Transcriber, config, Path(cache_root) / "weights")   # the joined Whisper weights live here
     results, _ = extract_utterances(frame, factory, "transcribe", key, Path(cache_root) / "transcribe",
                                     workers=workers or stage.workers, progress=progress,

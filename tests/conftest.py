@@ -3,6 +3,13 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.numerics import pin
+
+# The kernels and threads `python -m pipeline` pins, before any test loads torch: otherwise this
+# process ran unpinned kernels while workers, forked from a server started under a test's pinned
+# settings, ran pinned ones (a Whisper vector differed from the same one made here by 5e-6).
+pin()
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Real public data beside the project (never committed); DIMMN_SHARED_DATA points elsewhere.

@@ -4,7 +4,11 @@ from collections import Counter
 
 import numpy as np
 
+import pytest
+
 from pipeline.demo.corpus import EMOTIONS, DemoConfig, _labels_for_dialogue, generate
+from pipeline.demo.recording import RecordingSpec, make_recording
+from pipeline.demo.voice import Prosody, engine_name, speak
 
 
 def _digest(root):
@@ -19,6 +23,31 @@ def test_same_seed_same_bytes_any_worker_count(tmp_path):
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     c = generate(tmp_path / "c", DemoConfig(dialogues=2, min_turns=2, max_turns=2, seed=12), progress=False)
     assert _digest(tmp_path / "c") != _digest(tmp_path / "a")
+
+
+needs_espeak = pytest.mark.skipif(engine_name() != "espeak-ng", reason="eSpeak NG is not loadable here")
+
+
+@needs_espeak
+def test_speech_does_not_depend_on_what_was_said_before(tmp_path):
+    """eSpeak carries its wave state from one synthesis to the next; the same words must not."""
+    first = speak("hello there, how are you today", Prosody(), "en-us+m3", 16000, seed=5)
+    speak("what a wonderful surprise!", Prosody(pitch=70, rate=200), "en-us+f3", 16000, seed=7)
+    again = speak("hello there, how are you today", Prosody(), "en-us+m3", 16000, seed=5)
+    assert np.array_equal(first, again)
+
+
+@needs_espeak
+def test_recording_and_corpus_bytes_do_not_depend_on_earlier_speech(tmp_path):
+    cfg = DemoConfig(dialogues=1, min_turns=2, max_turns=2, seed=3)
+    generate(tmp_path / "a", cfg, progress=False)
+    spec = RecordingSpec(speakers=2, turns=3, seed=1)
+    make_recording(tmp_path / "one.mp4", spec)
+    speak("something else entirely", Prosody(pitch=30), "en+m7", 16000, seed=9)
+    make_recording(tmp_path / "two.mp4", spec)
+    generate(tmp_path / "b", cfg, progress=False)   # its dialogues are forked from this process
+    assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "two.mp4").read_bytes()
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
 
 
 def test_manifest_of_the_tiny_corpus(tiny_corpus):

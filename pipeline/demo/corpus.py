@@ -136,7 +136,7 @@ def _jitter(prosody: Prosody, speaker_pitch: float, rng) -> Prosody:
 
 
 def _voice_track(text, prosody, voice, cfg, rng, seed) -> np.ndarray:
-    speech = speak(text, prosody, voice, cfg.sample_rate, seed)
+    speech = speak(text, prosody, voice, cfg.sample_rate, seed, fresh=False)   # each dialogue has its own process
     pad = np.zeros(int(0.15 * cfg.sample_rate), np.float32)
     signal = np.concatenate([pad, speech, pad])
     rms = float(np.sqrt(np.mean(speech ** 2))) + 1e-6

@@ -8,6 +8,8 @@ Both take the same prosody: pitch (Hz of the base voice), speaking rate and loud
 from __future__ import annotations
 
 import ctypes
+import io
+import os
 import re
 from dataclasses import dataclass
 
@@ -78,15 +80,47 @@ def _espeak():
     return _ENGINE or None
 
 
+def _say_fresh(engine: _Espeak, text: str, voice: str, prosody: Prosody, seed: int) -> np.ndarray:
+    """``engine.say`` in a child forked for this one synthesis. eSpeak keeps its wave generator's
+    state (pitch phase, flutter, filters) from one synthesis to the next, which neither its random
+    seed nor espeak_Terminate resets: the same text came out different after other speech. This
+    process never synthesises, so every child starts from the same fresh state."""
+    if not hasattr(os, "fork"):   # no fork (Windows): the same voice, but it depends on earlier speech
+        return engine.say(text, voice, prosody, seed)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: synthesise, send, and leave without running the parent's exit handlers
+        code = 1
+        try:
+            os.close(read)
+            buffer = io.BytesIO()
+            np.save(buffer, engine.say(text, voice, prosody, seed))
+            with os.fdopen(write, "wb") as out:
+                out.write(buffer.getvalue())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as source:
+        data = source.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not data:
+        raise RuntimeError(f"eSpeak failed to synthesise {text[:40]!r} with voice {voice!r} (status {status})")
+    return np.load(io.BytesIO(data))
+
+
 def engine_name() -> str:
     return "espeak-ng" if _espeak() else "procedural"
 
 
-def speak(text: str, prosody: Prosody, voice: str, sample_rate: int, seed: int) -> np.ndarray:
-    """Speech for ``text`` as float32 at ``sample_rate``; ``voice`` is an eSpeak voice name."""
+def speak(text: str, prosody: Prosody, voice: str, sample_rate: int, seed: int, fresh: bool = True) -> np.ndarray:
+    """Speech for ``text`` as float32 at ``sample_rate``; ``voice`` is an eSpeak voice name. The
+    same arguments give the same samples (``fresh``). ``fresh=False`` synthesises in this process,
+    after whatever it said before: only for a process forked to say one fixed sequence (a demo
+    dialogue), where that history is itself fixed."""
     engine = _espeak()
     if engine is not None:
-        signal = engine.say(text, voice, prosody, seed)
+        signal = _say_fresh(engine, text, voice, prosody, seed) if fresh else engine.say(text, voice, prosody, seed)
         if signal.size:
             return resample_poly(signal, sample_rate, engine.sample_rate).astype(np.float32)
     return procedural_speech(text, prosody, female="+f" in voice, sample_rate=sample_rate, seed=seed)
