@@ -5,6 +5,8 @@
 - **wer**: word error rate of Whisper base and tiny.en, over the words of the real clips whose
   words are known (the MELD clip, the IEMOCAP clip, the six CREMA-D clips saying "Don't forget
   a jacket"), pooled: (substitutions + deletions + insertions) / reference words.
+- **wer_settings**: the same pooled WER from Whisper's decoding alone, per model, compute type
+  (int8, float32), beam (5, 1) and VAD (on, off): how far decoding settings move it.
 - **der**: diarization error rate on generated conversations (``pipeline.demo.recording``:
   eSpeak voices, one per speaker, known words and times) of 2, 3 and 4 speakers, ``--seeds``
   each, with a 0.25 s collar around each true turn's edges (NIST's usual forgiveness), the
@@ -23,7 +25,7 @@
   start included), each a separate command as a user runs it; and transcription alone per model.
 
 Run it alone: the machine has 2 cores. The last line is one JSON object:
-{"wer": {"base", "tiny_en"}, "wer_by_corpus": {model: {corpus}}, "wer_per_clip": {...}, "der": {"2", "3", "4"}, "der_given": {...},
+{"wer": {"base", "tiny_en"}, "wer_by_corpus": {model: {corpus}}, "wer_per_clip": {...}, "wer_settings": {...}, "der": {"2", "3", "4"}, "der_given": {...},
  "der_overlap": {...}, "turn_count_error": {...}, "speakers_found": {...},
  "speaking_face": {"largest", "active", "tied": {"2", "3", "4"}}, "rtf": {"predict_video",
  "transcribe", "transcribe_base", "transcribe_tiny_en"}, "minutes": ..}.
@@ -98,6 +100,38 @@ def wer_table(data: Path, weights: Path, log) -> tuple[dict, dict, dict]:
         pooled[name] = round(counts["all"][0] / max(counts["all"][1], 1), 4)
         by_corpus[name] = {k: round(e / max(w, 1), 4) for k, (e, w) in counts.items() if k != "all"}
     return pooled, by_corpus, per_clip
+
+
+def decoding_settings(data: Path, weights: Path, log) -> dict:
+    """Pooled WER of Whisper's decoding alone (no utterances or speakers) on the real clips, per
+    model, compute type, beam size and VAD on or off: how far the settings move it."""
+    from faster_whisper import WhisperModel
+
+    from extractors.media import load_audio
+    from extractors.speech import normalised_words
+    from extractors.weights import whisper_folder
+
+    clips = real_clips(data)
+    signals = {clip: load_audio(str(clip)) for clip in clips}
+    vad = {"threshold": 0.5, "min_silence_duration_ms": 300, "speech_pad_ms": 200}
+    out = {}
+    for model in ("base", "tiny.en"):
+        for compute in ("int8", "float32"):
+            whisper = WhisperModel(str(whisper_folder(model, weights)), device="cpu", compute_type=compute, cpu_threads=2)
+            for beam in (5, 1):
+                for vad_on in (True, False):
+                    errors = words = 0.0
+                    for clip, truth in clips.items():
+                        segments, _ = whisper.transcribe(signals[clip], language="en", beam_size=beam, vad_filter=vad_on,
+                                                         vad_parameters=vad if vad_on else None, word_timestamps=True,
+                                                         condition_on_previous_text=False)
+                        n = len(normalised_words(truth))
+                        errors += word_error_rate(truth, " ".join(seg.text.strip() for seg in segments)) * n
+                        words += n
+                    name = f"{model.replace('.', '_')}_{compute}_beam{beam}_{'vad' if vad_on else 'novad'}"
+                    out[name] = round(errors / max(words, 1), 3)
+                    log(f"settings {name}: {out[name]}")
+    return out
 
 
 def diarization(weights: Path, seeds: int, workdir: Path, log) -> dict:
@@ -219,7 +253,7 @@ def main() -> None:
     parser.add_argument("--run", default=str(ROOT / "data" / "models"), help="a trained run, for predict --video")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["wer", "der", "faces", "speed"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["wer", "settings", "der", "faces", "speed"])
     args = parser.parse_args()
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,6 +262,8 @@ def main() -> None:
         result = {}
         if "wer" not in args.skip:
             result["wer"], result["wer_by_corpus"], result["wer_per_clip"] = wer_table(Path(args.data), weights, log)
+        if "settings" not in args.skip:
+            result["wer_settings"] = decoding_settings(Path(args.data), weights, log)
         if "der" not in args.skip:
             result.update(diarization(weights, args.seeds, workdir, log))
         if "faces" not in args.skip:

@@ -29,7 +29,7 @@ needs_espeak = pytest.mark.skipif(engine_name() != "espeak-ng", reason="eSpeak N
 
 
 @needs_espeak
-def test_speech_does_not_depend_on_what_was_said_before(tmp_path):
+def test_speech_does_not_depend_on_what_was_said_before():
     """eSpeak carries its wave state from one synthesis to the next; the same words must not."""
     first = speak("hello there, how are you today", Prosody(), "en-us+m3", 16000, seed=5)
     speak("what a wonderful surprise!", Prosody(pitch=70, rate=200), "en-us+f3", 16000, seed=7)
