@@ -208,6 +208,11 @@ def test_an_utterance_too_short_to_read_its_mouth_follows_its_speakers_face(tmp_
     assert [int(i["speaker_x"] * 2) for i in tied[-n:]] == panel   # each on its own speaker's face
     assert [i["speaker"] == "tied" for i in tied[-n:]] == wrong   # re-extracted where the guess was wrong
     assert tied[:-n] == alone[:-n]   # the whole turns kept the face their own mouth chose
+    # called as a function on rows with no dialogue_id (was a KeyError): each file is one recording
+    _, _, _, undialogued, _ = media.extract_raw("visual", rows.drop(columns="dialogue_id"),
+                                                VisualConfig(speaker="active"), tmp_path / "cache", workers=1,
+                                                progress=False)
+    assert undialogued == tied
     retied = wrong.index(True)
     one, info = short.iloc[retied], tied[n + retied]
     again = VisualExtractor(replace(apart, face_x=round(info["speaker_x"], 2)))   # as a run given face_x

@@ -115,7 +115,9 @@ def tied_groups(config, rows: pd.DataFrame, found: dict, counts: Counter) -> lis
     ``tied_faces`` (``visual.speaker: active``, ``tie_speakers``) re-extracts on their speaker's face."""
     if not hasattr(config, "tied_faces") or "speaker" not in rows:
         return []
-    keys = list(zip(rows["dialogue_id"].astype(str), rows["speaker"].astype(str)))
+    # a frame without dialogues (extract_raw called as a function): a speaker is one per media file
+    recordings = rows["dialogue_id"] if "dialogue_id" in rows else rows["media"]
+    keys = list(zip(recordings.astype(str), rows["speaker"].astype(str)))
     tied, speakers = config.tied_faces(keys, [found[u].info for u in rows["utterance_id"]])
     counts["speakers_tied"] += speakers
     groups = {}
