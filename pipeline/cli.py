@@ -8,7 +8,10 @@ media library).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 from importlib import import_module
 
 from pipeline.artifacts import PATHS, RUN_FILES
@@ -184,10 +187,25 @@ def main(argv=None) -> int:
             raise
         if not getattr(exc, "reported", False):   # a torchrun rank that said it already (model.train.together)
             print(f"error: {exc}", file=sys.stderr)
+        tell_torchrun(str(exc))
         return 2
     except OSError as exc:   # a folder made read-only mid-run, a full disk: name the file, no traceback
         if args.debug:
             raise
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        tell_torchrun(f"{exc.filename or ''}: {exc.strerror or exc}")
         return 2
     return 0
+
+
+def tell_torchrun(line: str) -> None:
+    """Under torchrun, the error line in this rank's error file: torchrun's closing summary shows
+    it for the rank (else only a link to its docs). The file's format is torch.distributed.elastic's."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w") as handle:
+            json.dump({"message": line, "timestamp": int(time.time())}, handle)
+    except OSError:   # the summary then shows torchrun's own text; the line was printed already
+        pass
