@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import os
 
-# Measured on the demo's text stage (docs/results.md): ATen's generic kernels, or one thread
-# instead of two, change every feature; AVX2 against AVX-512 kernels (ATen, MKL) changed none
-# here. oneDNN is left to choose: capping it at AVX2 made the stage more than 5x slower here, so
-# its kernels are the bound that remains.
+# Measured on the demo's text stage (docs/results.md, bench/numerics.py): ATen's generic kernels,
+# one thread instead of two, and OpenBLAS's SkylakeX kernels instead of its Haswell ones each
+# change every feature. OpenBLAS picks its kernels by CPU model (SkylakeX on AVX-512 Intel, Zen
+# on AMD, which gave the Haswell results, Haswell on AVX2 Intel), so it is held to its Haswell
+# kernels, which every x86-64 CPU with AVX2 runs alike. oneDNN's AVX2 kernels instead of its
+# AVX-512 ones, and MKL's COMPATIBLE path instead of its AVX2 one, change the features too, but
+# are not pinned: together they made Whisper (CTranslate2 uses MKL and oneDNN) 1.6x slower.
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",   # torch's own kernels: the AVX2 build, on any CPU that has it
+    "OPENBLAS_CORETYPE": "Haswell",  # NumPy's / SciPy's OpenBLAS (PCA, Word2Vec): its AVX2 kernels
     "MKL_CBWR": "AVX2",              # MKL's conditional numerical reproducibility: one code path
     "OMP_NUM_THREADS": "2",          # one thread count everywhere: reductions split alike
     "MKL_NUM_THREADS": "2",

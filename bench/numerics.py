@@ -1,0 +1,105 @@
+"""Which CPU kernel settings move the numbers: the demo's ``text`` stage (the Kim CNN, trained
+6 times: 5 folds and the full fit; Word2Vec before it) run once per setting, each in a fresh
+process, and its features hashed. Run it on two machines and compare the hashes: the same hash
+is the same features, bit for bit.
+
+    dvc repro ingest        # the demo manifest, if data/manifest.csv is not there yet
+    python bench/numerics.py --manifest data/manifest.csv
+
+Each setting is the environment on top of what ``python -m pipeline`` pins
+(``pipeline.numerics.PINNED``); ``native`` is ``DIMMN_NUMERICS=native`` (every library chooses).
+Run it alone: the machine has 2 cores. The last line is one JSON object:
+{"cpu": model name, "flags": [the SIMD flags], "pinned": {...},
+ "settings": {name: {"env": {...}, "features_md5": .., "file_md5": .., "word2vec_md5": .., "seconds": ..}}}.
+"file_md5" is what dvc.lock records for data/features/text.npz.
+"""
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import last_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What another machine would choose differently, emulated here: OpenBLAS picks its kernels by
+# CPU (SkylakeX on AVX-512 Intel, Zen on AMD, Haswell on AVX2), oneDNN and MKL by ISA.
+SETTINGS = {
+    "pinned": {},
+    "openblas_haswell": {"OPENBLAS_CORETYPE": "Haswell"},
+    "openblas_zen": {"OPENBLAS_CORETYPE": "Zen"},
+    "openblas_skylakex": {"OPENBLAS_CORETYPE": "SkylakeX"},
+    "onednn_avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "onednn_avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "mkl_compatible": {"MKL_CBWR": "COMPATIBLE"},
+    "mkl_avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},   # MKL as on a CPU without AVX-512
+    "mkl_sse42": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "native": {"DIMMN_NUMERICS": "native"},
+}
+
+WORD2VEC = """
+import hashlib, sys
+import pandas as pd
+from pipeline.numerics import pin
+pin()
+from extractors.text import TextConfig, load_vectors, tokenize
+frame = pd.read_csv(sys.argv[1])
+vectors = load_vectors(TextConfig(), [tokenize(t) for t in frame[frame["split"] == "train"]["text"].astype(str)])
+print(hashlib.md5(vectors.vectors.tobytes()).hexdigest())
+"""
+
+
+def features_md5(path: Path) -> str:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as store:
+        return hashlib.md5(np.ascontiguousarray(store["features"]).tobytes()).hexdigest()
+
+
+def run_setting(manifest: Path, env: dict, workdir: Path) -> dict:
+    environ = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pipeline", "text", "--manifest", str(manifest),
+                    "--out", str(workdir / "text.npz"), "--model", str(workdir / "text.pt"),
+                    "--cache", str(workdir / "cache"), "--params", str(ROOT / "params.yaml")],
+                   env=environ, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    w2v = subprocess.run([sys.executable, "-c", WORD2VEC, str(manifest)], env=environ, check=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout.strip()
+    file_md5 = hashlib.md5((workdir / "text.npz").read_bytes()).hexdigest()   # as dvc.lock records it
+    return {"env": env, "features_md5": features_md5(workdir / "text.npz"), "file_md5": file_md5, "word2vec_md5": w2v,
+            "seconds": round(seconds, 1)}
+
+
+def cpu() -> tuple[str, list]:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown", []
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return name, sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4")))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, default=ROOT / "data" / "manifest.csv")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from pipeline.numerics import PINNED
+
+    name, flags = cpu()
+    out = {"cpu": name, "flags": flags, "pinned": PINNED, "settings": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting in args.settings:
+            workdir = Path(tmp) / setting
+            workdir.mkdir()
+            out["settings"][setting] = one = run_setting(args.manifest.resolve(), SETTINGS[setting], workdir)
+            print(setting, json.dumps(one), flush=True)
+    last_line(out)
