@@ -5,7 +5,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+from pipeline.numerics import pin
+
+pin()   # before numpy and torch load: the kernels and threads `python -m pipeline` runs with
+
+import numpy as np  # noqa: E402
 
 # No torch or model import at module level: the extraction benchmarks import this module, and
 # their worker processes (forkserver) import the main script again, so it must stay light.

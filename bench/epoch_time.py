@@ -9,9 +9,9 @@ object: {"device", "seconds_per_epoch", "utterances_per_second", ...}.
 import argparse
 import time
 
+from common import last_line  # first: it pins the CPU kernels before numpy and torch load
 import numpy as np
 import torch
-from common import last_line
 
 from model.data import collate, dialogues
 from model.dimmn import DIMMN, ModelConfig

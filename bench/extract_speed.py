@@ -33,8 +33,8 @@ from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
+from common import last_line, repeated_segments  # first: it pins the CPU kernels before numpy loads
 import numpy as np
-from common import last_line, repeated_segments
 
 from extractors.audio import AudioConfig, AudioExtractor
 from extractors.media import load_frames, probe

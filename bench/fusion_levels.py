@@ -13,8 +13,8 @@ predictions that differ from the trained H. The last line is one JSON object.
 import argparse
 import dataclasses
 
+from common import last_line  # first: it pins the CPU kernels before numpy loads
 import numpy as np
-from common import last_line
 
 from model.dimmn import DIMMN
 from model.explain import explain

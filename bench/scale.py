@@ -25,8 +25,8 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+from common import last_line, repeated_segments  # first: it pins the CPU kernels before numpy loads
 import pandas as pd
-from common import last_line, repeated_segments
 
 from extractors.registry import media_extractor
 from pipeline.cache import extract_utterances

@@ -41,8 +41,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from common import last_line  # first: it pins the CPU kernels before numpy loads
 import numpy as np
-from common import last_line
 
 from extractors.speech import Transcriber, TranscribeConfig, diarization_error_rate, word_error_rate
 from pipeline.demo.recording import RecordingSpec, make_recording
