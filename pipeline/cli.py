@@ -8,10 +8,7 @@ media library).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 from importlib import import_module
 
 from pipeline.artifacts import PATHS, RUN_FILES
@@ -177,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from pipeline.errors import USER_ERRORS
+    from pipeline.errors import USER_ERRORS, tell_torchrun
 
     args = build_parser().parse_args(argv)
     try:
@@ -197,15 +194,3 @@ def main(argv=None) -> int:
         return 2
     return 0
 
-
-def tell_torchrun(line: str) -> None:
-    """Under torchrun, the error line in this rank's error file: torchrun's closing summary shows
-    it for the rank (else only a link to its docs). The file's format is torch.distributed.elastic's."""
-    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if not path:
-        return
-    try:
-        with open(path, "w") as handle:
-            json.dump({"message": line, "timestamp": int(time.time())}, handle)
-    except OSError:   # the summary then shows torchrun's own text; the line was printed already
-        pass

@@ -6,6 +6,10 @@ has one base of its own; ``USER_ERRORS`` is the one place that names all three.
 """
 from __future__ import annotations
 
+import json
+import os
+import time
+
 from extractors.base import ExtractorError
 from model.errors import ModelError
 
@@ -19,3 +23,16 @@ class ParamsError(PipelineError):
 
 
 USER_ERRORS = (PipelineError, ExtractorError, ModelError)
+
+
+def tell_torchrun(line: str) -> None:
+    """Under torchrun, the error line in this rank's error file: torchrun's closing summary shows
+    it for the rank (else only a link to its docs). The file's format is torch.distributed.elastic's."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w") as handle:
+            json.dump({"message": line, "timestamp": int(time.time())}, handle)
+    except OSError:   # the summary then shows torchrun's own text; the line was printed already
+        pass
