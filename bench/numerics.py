@@ -25,6 +25,8 @@ from pathlib import Path
 
 from common import last_line
 
+from pipeline.numerics import PINNED
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # What another machine would choose differently, emulated here: OpenBLAS picks its kernels by
@@ -91,9 +93,6 @@ if __name__ == "__main__":
     parser.add_argument("--manifest", type=Path, default=ROOT / "data" / "manifest.csv")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from pipeline.numerics import PINNED
-
     name, flags = cpu()
     out = {"cpu": name, "flags": flags, "pinned": PINNED, "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:

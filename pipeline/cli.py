@@ -189,8 +189,8 @@ def main(argv=None) -> int:
     except OSError as exc:   # a folder made read-only mid-run, a full disk: name the file, no traceback
         if args.debug:
             raise
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        tell_torchrun(f"{exc.filename or ''}: {exc.strerror or exc}")
+        line = f"{exc.filename or ''}: {exc.strerror or exc}"
+        print(f"error: {line}", file=sys.stderr)
+        tell_torchrun(line)
         return 2
     return 0
-
