@@ -30,17 +30,19 @@ from pipeline.numerics import PINNED
 ROOT = Path(__file__).resolve().parents[1]
 
 # What another machine would choose differently, emulated here: OpenBLAS picks its kernels by
-# CPU (SkylakeX on AVX-512 Intel, Zen on AMD, Haswell on AVX2), oneDNN and MKL by ISA.
+# CPU (SkylakeX on AVX-512 Intel, Zen on AMD, Haswell on AVX2), oneDNN and MKL by ISA, and MKL's
+# AVX2 branch is its AUTO branch on a CPU that is not Intel's. Under the pin, only the rows that
+# override it ("openblas_skylakex", "mkl_avx2_branch", "mkl_auto", "native") may differ.
 SETTINGS = {
     "pinned": {},
-    "openblas_haswell": {"OPENBLAS_CORETYPE": "Haswell"},
     "openblas_zen": {"OPENBLAS_CORETYPE": "Zen"},
     "openblas_skylakex": {"OPENBLAS_CORETYPE": "SkylakeX"},
-    "onednn_avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "onednn_avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
-    "mkl_compatible": {"MKL_CBWR": "COMPATIBLE"},
-    "mkl_avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},   # MKL as on a CPU without AVX-512
+    "onednn_avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},            # oneDNN as on a CPU without AVX-512
+    "onednn_avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},   # ...or without AMX and VNNI
+    "mkl_avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},          # MKL as on a CPU without AVX-512
     "mkl_sse42": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "mkl_avx2_branch": {"MKL_CBWR": "AVX2"},                  # the pin before 2026-12-02 (fourth session)
+    "mkl_auto": {"MKL_CBWR": "AUTO"},                         # what that pin gives on AMD
     "native": {"DIMMN_NUMERICS": "native"},
 }
 

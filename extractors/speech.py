@@ -170,6 +170,9 @@ class Transcriber:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise SpeechError("transcription needs faster-whisper: pip install faster-whisper==1.2.1") from exc
+        from pipeline.numerics import fast_ctranslate2
+
+        fast_ctranslate2()   # before the model's first product
         self.config = config
         device = _device(config.device)
         compute = config.compute_type if device == "cpu" or config.compute_type != "int8" else "int8_float16"

@@ -18,6 +18,7 @@ from torch import nn
 
 from extractors.base import ExtractorError
 from extractors.fit import fit_classifier, pick_device, predict_batches
+from model.layers import GemmConv1d
 
 PAD, UNK = "<pad>", "<unk>"
 GLOVE = "glove-6b-50d"
@@ -108,7 +109,7 @@ class KimCNN(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding.from_pretrained(embeddings, freeze=config.freeze_embeddings, padding_idx=0)
         dim = embeddings.shape[1]
-        self.convs = nn.ModuleList(nn.Conv1d(dim, config.feature_maps, w, padding=w - 1) for w in config.widths)
+        self.convs = nn.ModuleList(GemmConv1d(dim, config.feature_maps, w, padding=w - 1) for w in config.widths)
         self.dropout = nn.Dropout(config.dropout)
         self.project = nn.Linear(config.feature_maps * len(config.widths), config.out_dim)
         self.head = nn.Linear(config.out_dim, classes)

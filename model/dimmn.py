@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from model.errors import ModelError
+from model.layers import GemmConv1d
 
 LETTER = {"T": "text", "A": "audio", "V": "visual"}
 
@@ -128,8 +129,8 @@ class TCNBlock(nn.Module):
         super().__init__()
         total = (kernel - 1) * dilation
         self.pad = (total, 0) if causal else (total // 2, total - total // 2)
-        self.conv1 = nn.Conv1d(d, d, kernel, dilation=dilation)
-        self.conv2 = nn.Conv1d(d, d, kernel, dilation=dilation)
+        self.conv1 = GemmConv1d(d, d, kernel, dilation=dilation)   # the same numbers on any CPU
+        self.conv2 = GemmConv1d(d, d, kernel, dilation=dilation)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, keep):                    # x (N, d, T); keep (N, 1, T): 0 past each sequence's end

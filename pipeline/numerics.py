@@ -1,29 +1,35 @@
 """The same numbers on another x86-64 machine: which CPU kernels run, and on how many threads,
 fixed before torch or numpy load.
 
-torch (ATen), oneDNN and MKL each choose kernels for the CPU they find at run time (AVX2,
-AVX-512, AMX, and MKL takes other paths on AMD than on Intel), and the thread count splits
-reductions differently; different kernels add in different orders, so the same code, data and
-seed train apart on two machines (a fresh clone elsewhere stopped at another epoch).
+torch (ATen), oneDNN, MKL and OpenBLAS each choose kernels for the CPU they find at run time
+(AVX2, AVX-512, AMX; MKL and OpenBLAS take other paths on AMD than on Intel), and the thread
+count splits reductions differently; different kernels add in different orders, so the same code,
+data and seed train apart on two machines (a fresh clone elsewhere stopped at another epoch).
 ``pin()`` sets the settings below for this process and its workers unless the user set them;
 ``DIMMN_NUMERICS=native`` leaves every library its own choice (faster on a large machine,
-but its numbers are its own). ``settings()`` is recorded in every lineage record.
+but its numbers are its own). ``settings()`` is recorded in every lineage record. oneDNN has no
+such setting: the networks trained here compute their convolutions as matrix products
+(``model.layers.GemmConv1d``), so MKL does them.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+from pathlib import Path
 
 # Measured on the demo's text stage (docs/results.md, bench/numerics.py): ATen's generic kernels,
-# one thread instead of two, and OpenBLAS's SkylakeX kernels instead of its Haswell ones each
-# change every feature. OpenBLAS picks its kernels by CPU model (SkylakeX on AVX-512 Intel, Zen
-# on AMD, which gave the Haswell results, Haswell on AVX2 Intel), so it is held to its Haswell
-# kernels, which every x86-64 CPU with AVX2 runs alike. oneDNN's AVX2 kernels instead of its
-# AVX-512 ones, and MKL's COMPATIBLE path instead of its AVX2 one, change the features too, but
-# are not pinned: together they made Whisper (CTranslate2 uses MKL and oneDNN) 1.6x slower.
+# one thread instead of two, OpenBLAS's SkylakeX kernels instead of its Haswell ones, MKL's
+# default (AUTO) path instead of a fixed one, and oneDNN's AVX2 kernels instead of its AVX-512
+# ones each change every feature. OpenBLAS picks its kernels by CPU model (SkylakeX on AVX-512
+# Intel, Zen on AMD, which gave the Haswell results, Haswell on AVX2 Intel), so it is held to its
+# Haswell kernels, which every x86-64 CPU with AVX2 runs alike. MKL's AVX2 branch holds on Intel
+# CPUs only (on others MKL takes its AUTO branch: Intel's CNR documentation), so MKL runs its
+# COMPATIBLE branch (SSE2), the one it promises alike on every x86-64 CPU; the matrix products
+# here are small, and the text stage was no slower for it.
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",   # torch's own kernels: the AVX2 build, on any CPU that has it
     "OPENBLAS_CORETYPE": "Haswell",  # NumPy's / SciPy's OpenBLAS (PCA, Word2Vec): its AVX2 kernels
-    "MKL_CBWR": "AVX2",              # MKL's conditional numerical reproducibility: one code path
+    "MKL_CBWR": "COMPATIBLE",        # MKL's conditional numerical reproducibility: one path on Intel and AMD
     "OMP_NUM_THREADS": "2",          # one thread count everywhere: reductions split alike
     "MKL_NUM_THREADS": "2",
     "MKL_DYNAMIC": "FALSE",          # ...and MKL may not use fewer threads when the machine is busy
@@ -50,3 +56,23 @@ def pin() -> dict:
 
 def settings() -> dict:
     return {key: os.environ.get(key) for key in ("DIMMN_NUMERICS", *PINNED)}
+
+
+MKL_CBWR_AVX2 = 10   # mkl_cbwr.h
+
+
+def fast_ctranslate2() -> None:
+    """Call after importing ctranslate2, before its first model runs. CTranslate2 carries its own
+    MKL, which reads ``MKL_CBWR`` too; on the COMPATIBLE branch its int8 products run 10x slower
+    (a 61 s recording took 155 s to transcribe, against 15 s). Its words are not bit-identical
+    across CPUs in any case (its oneDNN picks kernels by CPU), so its copy of MKL takes the AVX2
+    branch while torch's stays COMPATIBLE (``mkl_cbwr_set`` acts on the copy it is called in)."""
+    if os.environ.get("MKL_CBWR") != "COMPATIBLE":
+        return
+    import ctranslate2
+
+    libs = sorted((Path(ctranslate2.__file__).parent.parent / "ctranslate2.libs").glob("libctranslate2*.so*"))
+    if libs:   # the Linux wheel; other builds are left as they are
+        library = ctypes.CDLL(str(libs[0]))   # the copy already loaded: dlopen returns its handle
+        if hasattr(library, "mkl_serv_cbwr_set"):
+            library.mkl_serv_cbwr_set(MKL_CBWR_AVX2)

@@ -1,5 +1,9 @@
 """Extraction beyond one machine: a Dask cluster's workers extract, the stage process writes."""
+import os
+import subprocess
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +50,31 @@ def test_a_dask_worker_pins_the_kernels_before_its_extractor_loads(monkeypatch):
     cache._compute(Probe, "token", ("key", "clip.mp4", None, None))
     if numerics._has_avx2():
         assert seen == numerics.PINNED
+
+
+MKL_BRANCHES = """
+import ctypes, glob, os
+from pipeline.numerics import pin
+pin()
+import torch, ctranslate2
+from pipeline.numerics import fast_ctranslate2
+fast_ctranslate2()
+ct2 = ctypes.CDLL(glob.glob(os.path.dirname(ctranslate2.__file__) + "/../ctranslate2.libs/libctranslate2*.so*")[0])
+aten = ctypes.CDLL(glob.glob(os.path.dirname(torch.__file__) + "/lib/libtorch_cpu.so")[0])
+print(aten.mkl_serv_cbwr_get(1), ct2.mkl_serv_cbwr_get(1))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux wheels' MKL copies")
+def test_torch_s_mkl_takes_the_branch_every_cpu_shares_and_ctranslate2_s_keeps_its_fast_one():
+    """torch's MKL on COMPATIBLE (3 in mkl_cbwr.h), which MKL promises alike on Intel and AMD;
+    CTranslate2's own MKL on AVX2 (10): on COMPATIBLE, Whisper transcribes 10x slower."""
+    from pipeline import numerics
+
+    if not numerics._has_avx2():
+        pytest.skip("nothing is pinned on a CPU without AVX2")
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED and k != "DIMMN_NUMERICS"}
+    run = subprocess.run([sys.executable, "-c", MKL_BRANCHES], capture_output=True, text=True, timeout=120,
+                         env={**env, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["3", "10"]

@@ -201,3 +201,48 @@ def test_a_dialogues_logits_do_not_depend_on_its_batch(config):
     alone = run(model, collate(store, groups[:1], model.modalities, "cpu"))[0, :5]
     beside = run(model, collate(store, groups[:2], model.modalities, "cpu"))[0, :5]   # padded to d1's length
     assert torch.allclose(alone, beside, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"kernel_size": 3, "padding": 2}, {"kernel_size": 2, "dilation": 3},
+                                     {"kernel_size": 5, "dilation": 2, "padding": 4, "bias": False},
+                                     {"kernel_size": 1}, {"kernel_size": 3, "stride": 2}])
+def test_the_matrix_product_convolution_is_torch_s_convolution(options):
+    from torch import nn
+
+    from model.layers import GemmConv1d
+
+    torch.manual_seed(0)
+    plain = nn.Conv1d(6, 4, **options)
+    gemm = GemmConv1d(6, 4, **options)
+    gemm.load_state_dict(plain.state_dict())          # the same parameters: old checkpoints still load
+    x = torch.randn(3, 6, 17, requires_grad=True)
+    want, got = plain(x), gemm(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(want.square().sum(), [x, plain.weight]),
+                    torch.autograd.grad(got.square().sum(), [x, gemm.weight])):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+TRAIN_STEPS = """
+import torch
+from extractors.text import KimCNN, TextConfig
+from model.dimmn import TCNBlock
+KimCNN(torch.randn(30, 100), TextConfig(), 4)(torch.randint(0, 30, (50, 20))).sum().backward()
+TCNBlock(16, 3, 2, 0.0)(torch.randn(4, 16, 12, requires_grad=True), torch.ones(4, 1, 12)).sum().backward()
+"""
+
+
+def test_the_trained_networks_convolve_without_onednn():
+    """oneDNN picks its convolution kernel for the CPU it finds, so two machines train apart: a
+    training step of the text CNN and of the speaker TCN must not reach it (pipeline.numerics).
+    torch's own Conv1d, in the same process, does: the check can see it."""
+    plain = "torch.nn.Conv1d(16, 16, 3)(torch.randn(50, 16, 20)).sum()\n"
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    logs = []
+    for script in (TRAIN_STEPS, TRAIN_STEPS + plain):
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        logs.append(run.stdout + run.stderr)
+    assert ",convolution," not in logs[0]
+    assert ",convolution," in logs[1]

@@ -16,6 +16,7 @@ from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, require_training_split, training_parts
 from pipeline.errors import ParamsError, PipelineError
 from pipeline.crossfit import CrossFitting, check_cross_fitting, content_key, cross_fit
+from pipeline.numerics import settings
 from pipeline.params import configs, section
 from pipeline.store import label_indices, part_features, save_features
 
@@ -97,7 +98,7 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
                       manifest["dialogue_id"], train & present, fit_rows, valid & present,
                       crossfit.folds if learns else 0, config.seed,
                       cache_dir=Path(cache_root) / "text_folds" if cache_root else None,
-                      cache_key=content_key(params, classes, texts, y))
+                      cache_key=content_key(params, classes, texts, y, settings(), "conv: gemm"))   # kernels move the numbers
     matrix = folds.features
     leak = head_accuracy(featurizer, folds, pick, y, fit_rows, check_rows) if learns else {}
     save_features(out, manifest["utterance_id"], matrix, present, np.where(present, "", "empty_text"), "text", params,
