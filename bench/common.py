@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from pipeline.numerics import pin
 
+UNPINNED_ENV = dict(os.environ)   # for child processes that pin (or not) themselves
 pin()   # before numpy and torch load: the kernels and threads `python -m pipeline` runs with
 
 import numpy as np  # noqa: E402

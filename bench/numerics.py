@@ -16,14 +16,13 @@ Run it alone: the machine has 2 cores. The last line is one JSON object:
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import last_line
+from common import UNPINNED_ENV, last_line
 
 from pipeline.numerics import PINNED
 
@@ -66,7 +65,7 @@ def features_md5(path: Path) -> str:
 
 
 def run_setting(manifest: Path, env: dict, workdir: Path) -> dict:
-    environ = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    environ = {**UNPINNED_ENV, **env, "PYTHONPATH": str(ROOT)}   # the child pins itself
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pipeline", "text", "--manifest", str(manifest),
                     "--out", str(workdir / "text.npz"), "--model", str(workdir / "text.pt"),
