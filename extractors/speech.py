@@ -15,8 +15,11 @@ weights are read, as tensors, into networks written here (``extractors.campplus`
 """
 from __future__ import annotations
 
+import ctypes
+import os
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -148,6 +151,27 @@ class TranscribeConfig:
 SAMPLING_SEED = 0   # CTranslate2's generator, for Whisper's temperature fallback
 
 
+MKL_CBWR_AVX2 = 10   # mkl_cbwr.h
+
+
+def fast_ctranslate2() -> None:
+    """Call after importing ctranslate2, before its first model runs. CTranslate2 carries its own
+    MKL, which reads ``MKL_CBWR`` too; on the COMPATIBLE branch that ``pipeline.numerics`` pins
+    for torch, its int8 products run 10x slower (a 61 s recording took 155 s to transcribe,
+    against 15 s). Its words are not bit-identical across CPUs in any case (its oneDNN picks
+    kernels by CPU), so its copy of MKL takes the AVX2 branch while torch's stays COMPATIBLE
+    (``mkl_cbwr_set`` acts on the copy it is called in)."""
+    if os.environ.get("MKL_CBWR") != "COMPATIBLE":
+        return
+    import ctranslate2
+
+    libs = sorted((Path(ctranslate2.__file__).parent.parent / "ctranslate2.libs").glob("libctranslate2*.so*"))
+    if libs:   # the Linux wheel; other builds are left as they are
+        library = ctypes.CDLL(str(libs[0]))   # the copy already loaded: dlopen returns its handle
+        if hasattr(library, "mkl_serv_cbwr_set"):
+            library.mkl_serv_cbwr_set(MKL_CBWR_AVX2)
+
+
 def _device(name: str) -> str:
     if name != "auto":
         return "cuda" if name.startswith("cuda") else "cpu"
@@ -170,8 +194,6 @@ class Transcriber:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise SpeechError("transcription needs faster-whisper: pip install faster-whisper==1.2.1") from exc
-        from pipeline.numerics import fast_ctranslate2
-
         fast_ctranslate2()   # before the model's first product
         self.config = config
         device = _device(config.device)

@@ -9,13 +9,12 @@ data and seed train apart on two machines (a fresh clone elsewhere stopped at an
 ``DIMMN_NUMERICS=native`` leaves every library its own choice (faster on a large machine,
 but its numbers are its own). ``settings()`` is recorded in every lineage record. oneDNN has no
 such setting: the networks trained here compute their convolutions as matrix products
-(``model.layers.GemmConv1d``), so MKL does them.
+(``model.layers.GemmConv1d``), so MKL does them. CTranslate2's own MKL keeps its fast AVX2
+branch (``extractors.speech.fast_ctranslate2``).
 """
 from __future__ import annotations
 
-import ctypes
 import os
-from pathlib import Path
 
 # Measured on the demo's text stage (docs/results.md, bench/numerics.py): ATen's generic kernels,
 # one thread instead of two, OpenBLAS's SkylakeX kernels instead of its Haswell ones, MKL's
@@ -57,22 +56,3 @@ def pin() -> dict:
 def settings() -> dict:
     return {key: os.environ.get(key) for key in ("DIMMN_NUMERICS", *PINNED)}
 
-
-MKL_CBWR_AVX2 = 10   # mkl_cbwr.h
-
-
-def fast_ctranslate2() -> None:
-    """Call after importing ctranslate2, before its first model runs. CTranslate2 carries its own
-    MKL, which reads ``MKL_CBWR`` too; on the COMPATIBLE branch its int8 products run 10x slower
-    (a 61 s recording took 155 s to transcribe, against 15 s). Its words are not bit-identical
-    across CPUs in any case (its oneDNN picks kernels by CPU), so its copy of MKL takes the AVX2
-    branch while torch's stays COMPATIBLE (``mkl_cbwr_set`` acts on the copy it is called in)."""
-    if os.environ.get("MKL_CBWR") != "COMPATIBLE":
-        return
-    import ctranslate2
-
-    libs = sorted((Path(ctranslate2.__file__).parent.parent / "ctranslate2.libs").glob("libctranslate2*.so*"))
-    if libs:   # the Linux wheel; other builds are left as they are
-        library = ctypes.CDLL(str(libs[0]))   # the copy already loaded: dlopen returns its handle
-        if hasattr(library, "mkl_serv_cbwr_set"):
-            library.mkl_serv_cbwr_set(MKL_CBWR_AVX2)

@@ -57,7 +57,7 @@ import ctypes, glob, os
 from pipeline.numerics import pin
 pin()
 import torch, ctranslate2
-from pipeline.numerics import fast_ctranslate2
+from extractors.speech import fast_ctranslate2
 fast_ctranslate2()
 ct2 = ctypes.CDLL(glob.glob(os.path.dirname(ctranslate2.__file__) + "/../ctranslate2.libs/libctranslate2*.so*")[0])
 aten = ctypes.CDLL(glob.glob(os.path.dirname(torch.__file__) + "/lib/libtorch_cpu.so")[0])
