@@ -154,14 +154,25 @@ SAMPLING_SEED = 0   # CTranslate2's generator, for Whisper's temperature fallbac
 MKL_CBWR_AVX2 = 10   # mkl_cbwr.h
 
 
+def genuine_intel() -> bool:
+    """Whether this is an Intel CPU: the one vendor on which CTranslate2 computes with its MKL."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return "GenuineIntel" in handle.read(4096)
+    except OSError:
+        return False
+
+
 def fast_ctranslate2() -> None:
     """Call after importing ctranslate2, before its first model runs. CTranslate2 carries its own
     MKL, which reads ``MKL_CBWR`` too; on the COMPATIBLE branch that ``pipeline.numerics`` pins
     for torch, its int8 products run 10x slower (a 61 s recording took 155 s to transcribe,
     against 15 s). Its words are not bit-identical across CPUs in any case (its oneDNN picks
     kernels by CPU), so its copy of MKL takes the AVX2 branch while torch's stays COMPATIBLE
-    (``mkl_cbwr_set`` acts on the copy it is called in)."""
-    if os.environ.get("MKL_CBWR") != "COMPATIBLE":
+    (``mkl_cbwr_set`` acts on the copy it is called in). On other vendors' CPUs CTranslate2 does
+    not use its MKL at all (``CT2_VERBOSE=1``: "Use Intel MKL: false", its products in oneDNN),
+    and MKL refuses the AVX2 branch there, so nothing is changed."""
+    if os.environ.get("MKL_CBWR") != "COMPATIBLE" or not genuine_intel():
         return
     import ctranslate2
 

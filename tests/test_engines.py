@@ -68,7 +68,10 @@ print(aten.mkl_serv_cbwr_get(1), ct2.mkl_serv_cbwr_get(1))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux wheels' MKL copies")
 def test_torch_s_mkl_takes_the_branch_every_cpu_shares_and_ctranslate2_s_keeps_its_fast_one():
     """torch's MKL on COMPATIBLE (3 in mkl_cbwr.h), which MKL promises alike on Intel and AMD;
-    CTranslate2's own MKL on AVX2 (10): on COMPATIBLE, Whisper transcribes 10x slower."""
+    CTranslate2's own MKL on AVX2 (10) on Intel, where on COMPATIBLE Whisper transcribes 10x slower.
+    Elsewhere CTranslate2 computes in oneDNN, not MKL, and its copy is left as it is (AVX2 is an
+    Intel-only branch: an AMD EPYC transcribed as fast on COMPATIBLE as on AUTO)."""
+    from extractors.speech import genuine_intel
     from pipeline import numerics
 
     if not numerics._has_avx2():
@@ -77,4 +80,4 @@ def test_torch_s_mkl_takes_the_branch_every_cpu_shares_and_ctranslate2_s_keeps_i
     run = subprocess.run([sys.executable, "-c", MKL_BRANCHES], capture_output=True, text=True, timeout=120,
                          env={**env, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split() == ["3", "10"]
+    assert run.stdout.split() == ["3", "10" if genuine_intel() else "3"]
