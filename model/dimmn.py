@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from model.errors import ModelError
-from model.layers import GemmConv1d
+from model.layers import Dropout, GemmConv1d
 
 LETTER = {"T": "text", "A": "audio", "V": "visual"}
 
@@ -131,7 +131,7 @@ class TCNBlock(nn.Module):
         self.pad = (total, 0) if causal else (total // 2, total - total // 2)
         self.conv1 = GemmConv1d(d, d, kernel, dilation=dilation)   # the same numbers on any CPU
         self.conv2 = GemmConv1d(d, d, kernel, dilation=dilation)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x, keep):                    # x (N, d, T); keep (N, 1, T): 0 past each sequence's end
         y = self.drop(torch.relu(self.conv1(nn.functional.pad(x, self.pad)))) * keep   # padding stays zero, so
@@ -216,7 +216,7 @@ class DIMMN(nn.Module):
             self.fusion = ConcatFusion(config)
         else:
             raise ModelError(f"unknown fusion {config.fusion!r}: multiview | concat")
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         if config.mode == "dimmn":
             self.speaker_context = SpeakerContext(config)
             self.global_gru = DialogueGRU(d, config.direction)

@@ -28,3 +28,31 @@ class GemmConv1d(nn.Conv1d):
         if bias is not None:
             out = out + bias
         return out.transpose(1, 2)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout``, with its CPU mask drawn alike on every x86-64 machine.
+
+    torch draws a dropout mask with ``bernoulli_(p)``, which on Intel CPUs takes MKL's random
+    streams and on every other CPU torch's own generator: the same seed gave an AMD EPYC other
+    masks than an Intel Xeon, and the text CNN and DIMMN trained apart from the first step. Here
+    the mask is ``rand_like(x) < 1 - p``, from torch's own generator on every CPU. Scaled by
+    ``1 / (1 - p)`` as ``nn.Dropout`` is; the plain dropout on a GPU and in evaluation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep = 1.0 - self.p
+        if keep == 0:
+            return x * 0
+        return x * (torch.rand_like(x) < keep) / keep
+
+
+def portable_dropouts(module: nn.Module) -> nn.Module:
+    """Every ``nn.Dropout`` inside ``module`` (a pretrained encoder, say) made a ``Dropout``, in place."""
+    for name, child in module.named_children():
+        if type(child) is nn.Dropout:
+            setattr(module, name, Dropout(child.p))
+        else:
+            portable_dropouts(child)
+    return module

@@ -246,3 +246,71 @@ def test_the_trained_networks_convolve_without_onednn():
         logs.append(run.stdout + run.stderr)
     assert ",convolution," not in logs[0]
     assert ",convolution," in logs[1]
+
+
+class _AtenOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the name of every ATen operator run inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _training_step_ops(model, *inputs) -> set:
+    model.train()
+    with _AtenOps() as ops:
+        out = model(*inputs)
+        (out[0] if isinstance(out, tuple) else out).float().sum().backward()
+    return ops.names
+
+
+@pytest.mark.parametrize("network", ["text_cnn", "dimmn", "bclstm", "utterance", "cnn3d", "plain"])
+def test_training_draws_no_dropout_mask_from_the_vendor_s_generator(network):
+    """torch's dropout draws its mask with bernoulli_(p): MKL's random streams on Intel CPUs, torch's
+    own generator elsewhere, so one seed gave an AMD EPYC other masks than an Intel Xeon and the
+    demo's text CNN trained apart. A training step of every network trained here must not reach
+    that operator; torch's own nn.Dropout ("plain") does, so the check can see it."""
+    from torch import nn
+
+    from extractors.cnn3d import Small3DCNN
+    from extractors.text import KimCNN, TextConfig
+
+    torch.manual_seed(0)
+    if network == "text_cnn":
+        names = _training_step_ops(KimCNN(torch.randn(30, 100), TextConfig(), 4), torch.randint(0, 30, (8, 12)))
+    elif network == "cnn3d":
+        names = _training_step_ops(Small3DCNN(16, 3), torch.randn(2, 8 * 32 * 32))
+    elif network == "plain":
+        names = _training_step_ops(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)), torch.randn(3, 4))
+    else:
+        store = make_store()
+        model, b = batch_of(store, mode=network)
+        names = _training_step_ops(model, b["feats"], b["present"], b["mask"], b["speakers"])
+    drawn = {n for n in names if n.startswith(("aten.bernoulli", "aten.native_dropout"))}
+    assert bool(drawn) == (network == "plain"), drawn
+
+
+def test_the_portable_dropout_drops_scales_and_repeats():
+    from torch import nn
+
+    from model.layers import Dropout, portable_dropouts
+
+    x = torch.ones(200, 500)
+    layer = Dropout(0.3)
+    torch.manual_seed(1)
+    a = layer(x)
+    torch.manual_seed(1)
+    assert torch.equal(a, layer(x))                                   # one seed, one mask
+    assert abs((a == 0).float().mean().item() - 0.3) < 0.01
+    assert torch.allclose(a[a != 0], torch.full_like(a[a != 0], 1 / 0.7))
+    assert torch.equal(layer.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    tree = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Dropout(0.1), nn.ReLU()), nn.Dropout(0.2))
+    portable_dropouts(tree)
+    assert [type(m).__name__ for m in tree.modules()].count("Dropout") == 2
+    assert all(isinstance(m, Dropout) for m in tree.modules() if isinstance(m, nn.Dropout))
+    assert [m.p for m in tree.modules() if isinstance(m, Dropout)] == [0.1, 0.2]
