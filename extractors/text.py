@@ -51,6 +51,8 @@ class TextConfig:
         if not isinstance(widths, (list, tuple)) or not widths or \
                 not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
             raise TextError(f"text.widths: {widths!r}: give a list of one or more filter widths, integers >= 1")
+        if max(widths) > self.max_len:   # wider reads only padding, and 500 over 50 words never finished
+            raise TextError(f"text.widths: {max(widths)} is wider than text.max_len ({self.max_len} words)")
 
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[!?]")   # letters and digits of any script

@@ -38,11 +38,14 @@ def run_file(run_dir, name: str) -> Path:
     return Path(run_dir) / RUN_FILES[name]
 
 
-def check_writable(*paths) -> None:
-    """Fail before hours of work, not after: each path's folder is created and must be writable."""
-    for path in paths:
-        folder = Path(path)
-        folder = folder if folder.suffix == "" and not folder.is_file() else folder.parent
+def check_writable(*files, folders=()) -> None:
+    """Fail before hours of work, not after: the folder of each of ``files`` and each of ``folders``
+    is created and must be writable, and no file path may be a folder (a path without a suffix is
+    still a file: ``--out predictions`` once made a folder of that name, then failed on it)."""
+    for path in files:
+        if Path(path).is_dir():
+            raise PipelineError(f"{path}: is a folder; name a file to write")
+    for folder in [*(Path(p).parent for p in files), *map(Path, folders)]:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -189,8 +189,21 @@ def main(argv=None) -> int:
     except OSError as exc:   # a folder made read-only mid-run, a full disk: name the file, no traceback
         if args.debug:
             raise
-        line = f"{exc.filename or ''}: {exc.strerror or exc}"
+        line = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else f"{args.command}: {exc}"
+        print(f"error: {line}", file=sys.stderr)
+        tell_torchrun(line)
+        return 2
+    except (MemoryError, RuntimeError) as exc:   # sizes in params past this machine's memory
+        if args.debug or not out_of_memory(exc):
+            raise
+        line = (f"{args.command}: out of memory ({' '.join(str(exc).split())[:160]}); lower the sizes in params "
+                f"(model.d, text.feature_maps / widths / max_len, batch_size, dim)")
         print(f"error: {line}", file=sys.stderr)
         tell_torchrun(line)
         return 2
     return 0
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """numpy's MemoryError, or torch's allocator refusing (a RuntimeError)."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc)

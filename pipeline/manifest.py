@@ -187,16 +187,38 @@ def validate(frame: pd.DataFrame, source, labels=None, check_media: bool = True,
         if len(bad):
             raise ManifestError(f"{where[bad[0]]}: label {out.loc[bad[0], 'label']!r} is not in the label set "
                                 f"{list(labels)}")
+    _check_label_case(out, where)
     out["turn"] = _integers(out["turn"], "turn", where)
     for column in ("start", "end"):
         out[column] = _times(out[column], column, where)
     _check_segments(out, where)
+    _check_turns(out, where)
     if check_media:
         for index, media in out["media"].items():
             if not media or not os.path.isfile(media):
                 problem = unreadable_file(media) if media else "not given"
                 raise ManifestError(f"{where[index]}: media file {media!r} {problem}")
     return out.sort_values(["dialogue_id", "turn"], kind="stable").reset_index(drop=True)
+
+
+def _check_label_case(out: pd.DataFrame, where: list[str]) -> None:
+    """``Neutral`` beside ``neutral`` is one emotion written two ways, not two classes."""
+    labels = pd.Series(out.loc[out["label"] != "", "label"].unique())
+    clash = labels[labels.str.casefold().duplicated(keep=False)]
+    if len(clash):
+        first = out.index[out["label"] == clash.iloc[-1]][0]
+        raise ManifestError(f"{where[first]}: label {clash.iloc[-1]!r} differs from {clash.iloc[0]!r} only in "
+                            f"case; write each label one way")
+
+
+def _check_turns(out: pd.DataFrame, where: list[str]) -> None:
+    """A turn number twice in one dialogue leaves its order to chance."""
+    twice = out.index[out.duplicated(["dialogue_id", "turn"])]
+    if len(twice):
+        row = out.loc[twice[0]]
+        first = out.index[(out["dialogue_id"] == row["dialogue_id"]) & (out["turn"] == row["turn"])][0]
+        raise ManifestError(f"{where[twice[0]]}: turn {row['turn']} of dialogue {row['dialogue_id']!r} is given "
+                            f"twice (first on {_beside(where[first], where[twice[0]])})")
 
 
 def _check_ids(out: pd.DataFrame, where: list[str]) -> None:

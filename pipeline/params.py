@@ -48,6 +48,9 @@ LIMITS = {
     # the TCN pads (K-1)·2^(L-1) steps: past these it runs out of memory (K 100, L 20 was killed)
     "audio.layer": (0, 32, False, False),   # 0: the last; the model's own depth is checked when it loads
     "K": (1, 64, False, False), "L": (1, 12, False, False), "H": (1, 32, False, False), "R": (1, 32, False, False),
+    # layer sizes: d 1,000,000 asked torch for 4 TB
+    **{key: (1, 4096, False, False) for key in ("d", "dim", "out_dim", "feature_maps", "embedding_dim")},
+    "mel_bins": (1, 512, False, False), "max_len": (1, 10000, False, False),
     **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold")},
     "speaker_distance": (0, 2, True, False),   # cosine distance
     "face_x": (-1, 1, False, False),   # a share of the frame's width; -1: none
@@ -55,7 +58,26 @@ LIMITS = {
     "visual.fps": (0, 120, True, False), "visual.active_fps": (0, 120, True, False),
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+SCHEDULER = re.compile(r"^(tcp|tls|ws|wss|ucx)://[^\s/:]+:\d+/?$|^inproc://\S+$")   # a Dask address
 FOLD_KEYS = ("folds", "cv_folds")   # K-fold settings: 0 is off, and one fold would fit on nothing held out
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key written twice in one mapping is an error: YAML keeps
+    the last one without a word, so an edit above a forgotten duplicate would do nothing."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def load_params(path=None) -> dict:
@@ -69,7 +91,7 @@ def load_params(path=None) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc   # one line
     if not isinstance(loaded, dict):
@@ -139,6 +161,10 @@ def check_range(name: str, key: str, value) -> None:
         if not isinstance(value, str) or not DEVICE.match(value):
             raise ParamsError(f"params {name}.{key}: {value!r} is not a device; use auto, cpu, cuda or cuda:N")
         return
+    if key == "scheduler" and value is not None:
+        if not isinstance(value, str) or not SCHEDULER.match(value):
+            raise ParamsError(f"params {name}.{key}: {value!r} is not a Dask scheduler address; use tcp://HOST:PORT")
+        return
     if key in FOLD_KEYS and value == 1 and not isinstance(value, bool):
         raise ParamsError(f"params {name}.{key}: 1 fold is no cross-validation (nothing is held out); "
                           f"use 0 to turn it off, or 2 or more folds")
@@ -151,6 +177,13 @@ def check_range(name: str, key: str, value) -> None:
         lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
         raise ParamsError(f"params {name}.{key}: {value!r} is out of range (must be {' and '.join(filter(None, (lo, hi)))})")
+
+
+def check_overrides(name: str, **values) -> None:
+    """Command-line values that stand in for section ``name``'s keys, checked as the params are."""
+    for key, value in values.items():
+        if value is not None:
+            check_range(name, key, value)
 
 
 _hints = functools.cache(typing.get_type_hints)   # a config's annotations, resolved once

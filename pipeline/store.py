@@ -86,7 +86,19 @@ def check_store(store: dict, path) -> None:
     _check_labels(store["label"], store["classes"], path)
     _check_splits(store, path)
     zero_absent_rows(store, path)
+    for m in (m for m in MODALITIES if m in store and f"{m}_present" in store):
+        check_finite(store[m], store[f"{m}_present"], store["utterance_id"], path, m)
     check_unique_ids(store["utterance_id"], path)
+
+
+def check_finite(matrix, present, ids, path, modality: str) -> None:
+    """A row marked present must hold numbers: NaN would be read as features (evaluate's argmax of
+    NaN is the first class; train stops on it), so it is an error naming the file that holds it."""
+    bad = np.asarray(present, bool) & ~np.isfinite(np.asarray(matrix, np.float64)).all(axis=1)
+    if bad.any():
+        raise PipelineError(f"{path}: {int(bad.sum())} row(s) marked present hold non-finite {modality} values "
+                            f"(e.g. {str(np.asarray(ids)[np.flatnonzero(bad)[0]])!r}); the file is damaged: "
+                            f"make it again")
 
 
 def zero_absent_rows(store: dict, path) -> dict:
@@ -177,6 +189,7 @@ def align(manifest: pd.DataFrame, classes: list[str], feature_paths: dict, out, 
     for modality, path in feature_paths.items():
         feats = read_npz(path)
         check_unique_ids(feats["utterance_id"], path)
+        check_finite(feats["features"], feats["present"], feats["utterance_id"], path, modality)
         matrix = np.zeros((len(manifest), feats["features"].shape[1]), np.float32)
         present = np.zeros(len(manifest), bool)
         reasons = np.full(len(manifest), "not_extracted", dtype=object)

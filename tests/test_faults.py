@@ -223,6 +223,9 @@ BAD_CSVS = {
                           "no labelled utterance in the train split"),
     "end=inf": ("split,dialogue_id,utterance_id,speaker,text,label,media,start,end\n"
                 "train,d,u0,A,hi,happy,{clip},0,inf\n", "line 2: end 'inf' is not a finite time"),
+    "turn twice": ("split,dialogue_id,utterance_id,speaker,text,label,media,turn\n"
+                   "train,d,u0,A,hi,happy,{clip},0\ntrain,d,u1,B,yo,sad,{clip},0\n",
+                   "line 3: turn 0 of dialogue 'd' is given twice (first on line 2)"),
 }
 
 
@@ -255,12 +258,20 @@ def test_predict_input_problems_are_one_line_errors(tiny_corpus, tmp_path, capsy
     cases = [("turn,speaker,text,media\n", str(run), "no utterances"),
              (f"turn,speaker,text,media\nfirst,A,hi,{clip}\n", str(run), "turn 'first' is not an integer"),
              (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(tmp_path / "nowhere"), "run folder not found"),
-             (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(run), "dimmn.pt: model checkpoint not found")]
+             (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(run), "dimmn.pt: model checkpoint not found"),
+             # two dialogues were merged into one conversation, each reading the other as context
+             (f"dialogue_id,turn,speaker,text,media\nd1,0,A,hi,{clip}\nd2,0,B,yo,{clip}\n", str(run),
+              "holds 2 dialogues; predict reads one conversation per CSV"),
+             (f"turn,speaker,text,media\n0,A,hi,{clip}\n0,B,yo,{clips_of(tiny_corpus)[1]}\n", str(run),
+              "turn 0 of dialogue"),
+             (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(run), "would overwrite an input")]   # --out is the CSV
     for text, run_dir, message in cases:
         (folder / "turns.csv").write_text(text)
+        out = folder / "turns.csv" if "overwrite" in message else tmp_path / "new" / "p.csv"
         code, err = _cli(["predict", "--run", run_dir, "--clips", str(folder), "--csv", str(folder / "turns.csv"),
-                          "--out", str(tmp_path / "new" / "p.csv")], capsys)
+                          "--out", str(out)], capsys)
         assert code == 2 and message in err, (message, err)
+    assert (folder / "turns.csv").read_text().startswith("turn,speaker")   # the input is untouched
 
 
 def test_an_output_folder_that_cannot_be_made_fails_before_the_work(tmp_path, capsys):

@@ -152,6 +152,8 @@ def _report_inputs(tmp_path, summary='{"selected_epoch": 1}', history="epoch,los
     (None, "epoch,loss\n1,0.5\n", r"history.csv: not a training history \(no \['valid_wf1', 'train_acc'\]\)"),
     (None, "epoch,loss,valid_wf1,train_acc\n1,0.5,40,50\n2,oops,41,52\n", r"history.csv: line 3: loss 'oops' is not a number"),
     (None, "", r"history.csv: not a readable training history"),
+    ('{"epochs_run": "<script>alert(1)</script>"}', None, r"summary.json: epochs_run '<script>.*is not an epoch number"),
+    ('{"selected_epoch": "3"}', None, r"summary.json: selected_epoch '3' is not an epoch number"),
 ])
 def test_the_report_names_a_malformed_summary_or_history(tmp_path, summary, history, message):
     from pipeline.errors import PipelineError
@@ -162,3 +164,44 @@ def test_the_report_names_a_malformed_summary_or_history(tmp_path, summary, hist
     with pytest.raises(PipelineError, match=message):
         report.run(store, tmp_path / "model.pt", tmp_path / "eval", tmp_path / "history.csv", tmp_path / "summary.json",
                    tmp_path / "features", tmp_path / "report.html", tmp_path / "params.yaml")
+
+
+def test_an_output_file_without_a_suffix_is_a_file_not_a_folder(tiny_corpus, tmp_path, capsys):
+    """ingest, align, text, train and import made a folder of a suffixless --out, then failed on it
+    ("is a folder"), text and train only after all their work."""
+    from pipeline.artifacts import check_writable
+    from pipeline.cli import main
+    from pipeline.errors import PipelineError
+
+    root, _ = tiny_corpus
+    assert main(["ingest", "--format", "demo", "--root", str(root), "--out", str(tmp_path / "out" / "manifest")]) == 0
+    assert (tmp_path / "out" / "manifest").is_file()
+    check_writable(tmp_path / "a" / "store", folders=[tmp_path / "cache"])
+    assert not (tmp_path / "a" / "store").exists() and (tmp_path / "a").is_dir() and (tmp_path / "cache").is_dir()
+    with pytest.raises(PipelineError, match="cache: is a folder; name a file to write"):
+        check_writable(tmp_path / "cache")
+
+
+def test_a_non_finite_row_marked_present_is_an_error_naming_its_file(tiny_corpus, tmp_path, capsys):
+    """evaluate scored a store with NaN in a present row (every such row argmax'd to the first class,
+    exit 0); align and import wrote such rows into a store that train then refused."""
+    from pipeline.cli import main
+    from pipeline.errors import PipelineError
+    from pipeline.store import align, write_npz
+
+    _, store = _store(tmp_path)
+    audio = store["audio"].copy()
+    audio[1, 0] = np.nan
+    path, _ = _store(tmp_path, audio=audio)
+    code = main(["evaluate", "--store", str(path), "--checkpoint", str(tmp_path / "none.pt"),
+                 "--out", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{path}: 1 row(s) marked present hold non-finite audio values" in err, err
+    _, manifest = tiny_corpus
+    ids = manifest["utterance_id"].to_numpy()
+    features = np.ones((len(ids), 4), np.float32)
+    features[2] = np.inf
+    feats = write_npz(tmp_path / "audio.npz", {"utterance_id": ids, "features": features,
+                                               "present": np.ones(len(ids), bool), "missing_reason": np.full(len(ids), "")} | {"utterance_id": ids.astype(str)})
+    with pytest.raises(PipelineError, match=re.escape(f"{feats}: 1 row(s) marked present hold non-finite audio")):
+        align(manifest, ["neutral", "happy", "sad", "angry"], {"audio": feats}, tmp_path / "s.npz", tmp_path / "c.json")

@@ -50,11 +50,14 @@ def test_demo_reader_and_round_trip(tiny_corpus, tmp_path):
     (lambda r: r.assign(label=["happy", "happy", "bored"]), r"line 4: label 'bored' is not in the label set"),
     (lambda r: r.drop(columns=["speaker"]), r"missing column\(s\) \['speaker'\]"),
     (lambda r: r.assign(start=["soon", "", ""]), r"line 2: start 'soon' is not a number"),
+    # once two classes, 'Neutral' and 'neutral' (without a label set given)
+    (lambda r: r.assign(label=["neutral", "Neutral", "sad"]), r"line 3: label 'Neutral' differs from 'neutral' only in case"),
+    (lambda r: r.assign(turn=[0, 1, 1]), r"line 4: turn 1 of dialogue .* is given twice \(first on line 3\)"),
 ])
 def test_each_problem_names_file_and_line(user_folder, tmp_path, edit, message):
     path = write(edit(user_folder), tmp_path)
     with pytest.raises(ManifestError, match=message) as info:
-        read_generic(path, tmp_path, labels=LABELS)
+        read_generic(path, tmp_path, labels=None if "case" in message else LABELS)
     assert str(path) in str(info.value)
 
 

@@ -51,7 +51,9 @@ def test_every_params_value_of_the_wrong_kind_is_one_clear_line(section, tmp_pat
     ("audio", "feature_set", "MFCC", "not one of"), ("visual", "backbone", "resnet", "not one of"),
     ("model", "mode", "transformer", "not one of"), ("text", "lr", 0, "> 0"), ("audio", "workers", 0, ">= 1"),
     ("demo", "dialogues", 0, ">= 1"), ("visual", "region", "top", "not one of"), ("model", "K", 100, "<= 64"),
-    ("model", "L", 20, "<= 12"),
+    ("model", "L", 20, "<= 12"), ("model", "d", 1_000_000, "<= 4096"), ("text", "feature_maps", 10**6, "<= 4096"),
+    ("text", "widths", [500], "wider than text.max_len"), ("audio", "scheduler", "tcp://127.0.0.1", "not a Dask"),
+    ("visual", "scheduler", "bogus://x:1", "not a Dask"),
 ])
 def test_out_of_range_and_unknown_choices_name_the_key(section, key, value, words, tmp_path, capsys):
     code, err = _run(section, {section: {key: value}}, tmp_path, capsys)
@@ -363,3 +365,35 @@ def test_nan_in_a_row_marked_absent_is_read_as_zeros_and_counted(tmp_path, capsy
     store["audio_present"][5] = True
     with pytest.raises(ModelError, match=r"1 utterance\(s\) have non-finite audio features .*'u5'.* marked present"):
         _train(store)
+
+
+@pytest.mark.parametrize("flags, words", [(["--scheduler", "foo"], "audio.scheduler"),
+                                          (["--workers", "0"], "audio.workers")])
+def test_command_line_values_are_checked_as_the_params_are(flags, words, tmp_path, capsys):
+    """--scheduler foo was a ValueError from inside distributed.Client; --workers 0 ran on 1 worker."""
+    code = main(["audio", "--manifest", str(tmp_path / "none.csv"), "--out", str(tmp_path / "a.npz"),
+                 "--model", str(tmp_path / "a.pt"), "--cache", str(tmp_path / "c"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err, err
+
+
+def test_a_key_written_twice_in_a_params_file_is_an_error(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text("train:\n  epochs: 3\n  epochs: 40\n")   # YAML keeps the last, silently
+    assert main(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "s.npz")]) == 2
+    assert "key 'epochs' is written twice" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_line_naming_the_sizes(monkeypatch, tmp_path, capsys):
+    from pipeline.stages import train
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 4000000000000 bytes")
+
+    monkeypatch.setattr(train, "run", exhausted)
+    assert main(["train", "--store", str(tmp_path / "s.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: train: out of memory") and "model.d" in err and "Traceback" not in err
+    monkeypatch.setattr(train, "run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug of ours")))
+    with pytest.raises(RuntimeError, match="a bug of ours"):   # any other RuntimeError stays a traceback
+        main(["train", "--store", str(tmp_path / "s.npz")])

@@ -30,7 +30,7 @@ def run(store_path, checkpoint, out, params_path, split=None):
     if split is None:
         raise PipelineError(f"evaluate --split: unknown split {given!r}; expected one of {SPLIT_NAMES}")
     store = load_store(store_path)
-    check_writable(out)
+    check_writable(folders=[out])
     model, blob = load_checkpoint(checkpoint, pick_device("auto"))
     check_store_fits(store, blob, store_path, checkpoint)
     classes = blob["classes"]

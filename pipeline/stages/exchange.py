@@ -268,7 +268,7 @@ def run_export(store_path, out, params_path, formats=None, layout=None):
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExchangeError(f"export: unknown format(s) {unknown}; known: {list(FORMATS)}")
-    check_writable(out)
+    check_writable(folders=[out])
     written = export_store(load_store(store_path), out, formats, source=store_path, layout=layout)
     for path in written:
         print(f"export: {path} ({path.stat().st_size / 1e6:.2f} MB)")

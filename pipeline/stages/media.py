@@ -18,7 +18,7 @@ from pipeline.errors import ParamsError, PipelineError
 from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, training_parts
 from pipeline.crossfit import CrossFitting, content_key, cross_fit
-from pipeline.params import configs, section
+from pipeline.params import check_overrides, configs, section
 from pipeline.store import label_indices, save_features
 
 
@@ -91,7 +91,7 @@ def extract_raw(modality: str, frame: pd.DataFrame, config, cache_root, workers:
                 scheduler=None):
     """Raw vectors of the rows that gave one, a presence mask, missing reasons, per-clip info, counts."""
     _, extractor_cls = media_extractor(modality)
-    results, counts = {}, Counter()
+    results, counts = {}, Counter(speakers_tied=0, retied=0)   # reported even when nothing was tied
     extract = lambda one, rows: extract_utterances(  # noqa: E731
         rows, extractor_factory(extractor_cls, one, cache_root), modality, cache_params(extractor_cls, one),
         Path(cache_root) / modality, workers=workers, progress=progress, scheduler=scheduler)
@@ -149,6 +149,7 @@ def fitted_on_labels(config, stage: MediaStage) -> bool:
 def run(modality: str, manifest_path, out, model_path, cache_root, params_path, workers=None, scheduler=None):
     params = section(modality, params_path)
     stage_configs(modality, params)   # a typo fails here, before any work
+    check_overrides(modality, workers=workers, scheduler=scheduler)   # --workers, --scheduler: as the params are
     manifest, classes = read_manifest(manifest_path)
     return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path],
                  scheduler=scheduler)
@@ -158,7 +159,7 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
           workers=None, progress=True, inputs=(), scheduler=None):
     """Extract every clip (cached), fit the part on the labelled training clips, write features and part."""
     config, stage, crossfit, cnn3d = stage_configs(modality, params)
-    check_writable(out, model_path, Path(cache_root) / modality)
+    check_writable(out, model_path, folders=[Path(cache_root) / modality])
     raw, present, reasons, infos, counts = extract_raw(modality, manifest, config, cache_root,
                                                        workers if workers is not None else stage.workers, progress,
                                                        scheduler or stage.scheduler)
@@ -193,13 +194,13 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
             extra["speaker_faces"] = dict(Counter(str(i.get("speaker")) for i in infos if i.get("frames")))
     save_features(out, manifest["utterance_id"], matrix, present, reasons, modality, params, inputs, extra=extra)
     print(f"{modality}: {int(present.sum())}/{len(present)} clips, {matrix.shape[1]}-d "
-          f"({counts['computed']} computed, {counts['cached']} from cache, {counts['repaired']} repaired; "
+          f"({counts.get('computed', 0)} computed, {counts.get('cached', 0)} from cache, {counts.get('repaired', 0)} repaired; "
           f"missing {extra['missing']})")
     if modality == "visual":
         print(f"{modality}: faces in {extra['face_frames']}/{extra['frames']} frames; "
               f"{extra['clips_without_face']} clips without a face")
         if "speaker_faces" in extra:
             print(f"{modality}: speaking faces by how they were found {extra['speaker_faces']}; "
-                  f"{counts['speakers_tied']} speaker(s) tied to their face, {counts['retied']} utterances "
+                  f"{counts.get('speakers_tied', 0)} speaker(s) tied to their face, {counts.get('retied', 0)} utterances "
                   f"extracted again on it")
     return matrix, present, extra

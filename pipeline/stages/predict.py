@@ -47,6 +47,9 @@ def read_conversation(folder, csv) -> pd.DataFrame:
     if "utterance_id" not in frame.columns:   # the clip's name, made unique where one clip gives several
         stems = pd.Series([Path(m).stem for m in frame["media"]])
         frame["utterance_id"] = np.where(stems.duplicated(keep=False), stems + "_" + frame["turn"].astype(str), stems)
+    if "dialogue_id" in frame.columns and frame["dialogue_id"].astype(str).nunique() > 1:
+        raise ManifestError(f"{csv}: holds {frame['dialogue_id'].astype(str).nunique()} dialogues; predict reads one "
+                            f"conversation per CSV (each would read the others as its context): give one CSV each")
     frame["media"] = [str(folder / m) if m else "" for m in frame["media"]]
     frame["dataset"], frame["dialogue_id"], frame["split"], frame["label"] = "conversation", "conversation", "test", ""
     for index, turn in frame["turn"].items():
@@ -247,6 +250,10 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
         raise PredictError("give --clips and --csv (a folder of clips and its CSV), or --video (with --subtitles "
                            "where a transcript exists; without, the speech is transcribed)")
     paths = output_paths(out)
+    given = {Path(p).resolve() for p in (csv, video, subtitles) if p}
+    if any(path.resolve() in given for path in paths.values()):
+        raise PredictError(f"{out}: the outputs ({', '.join(p.name for p in paths.values())}) would overwrite an input; "
+                           f"name another --out")
     if subtitles and Path(subtitles).resolve() in {paths["srt"].resolve(), paths["vtt"].resolve()}:
         paths.pop("srt"), paths.pop("vtt")   # never write over the subtitles the user gave
     check_writable(*paths.values())

@@ -121,7 +121,7 @@ def curves_section(history: pd.DataFrame, summary: dict) -> str:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return f'<div class="card">{figure(fig, "training curves")}<p>{esc(summary.get("selection", ""))}; ' \
-           f'{summary.get("epochs_run")} epochs on {esc(summary.get("device", ""))}</p></div>'
+           f'{esc(summary.get("epochs_run"))} epochs on {esc(summary.get("device", ""))}</p></div>'
 
 
 def metrics_section(metrics: dict, eval_dir) -> str:
@@ -154,6 +154,9 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
     check_writable(out)
     store = load_store(store_path)
     summary = read_json_object(summary_path, "training summary")
+    for key in ("selected_epoch", "epochs_run"):   # drawn on the curves and written on the page
+        if not isinstance(summary.get(key, 0), (int, type(None))) or isinstance(summary.get(key), bool):
+            raise PipelineError(f"{summary_path}: {key} {summary[key]!r} is not an epoch number")
     metrics = read_metrics(Path(eval_dir) / "metrics.json")
     history = read_history(history_path)
     run_dir = Path(checkpoint).parent

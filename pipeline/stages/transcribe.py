@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
-from pipeline.params import section
+from pipeline.params import check_overrides, section
 from pipeline.subtitles import VIDEO_SUFFIXES, stem_clash, videos_in
 from pipeline.transcripts import transcribe, transcribe_configs, write_subtitles
 
@@ -46,9 +46,10 @@ def summary_line(video: Path, result) -> str:
 def run(source, out, params_path, cache_root, workers=None, scheduler=None):
     params = section("transcribe", params_path)
     transcribe_configs(params)   # every value checked before any work
+    check_overrides("transcribe", workers=workers, scheduler=scheduler)
     videos = recordings(source)
     out = Path(out)
-    check_writable(out)
+    check_writable(folders=[out])
     results = transcribe(videos, params, cache_root, workers, scheduler=scheduler)
     for video in videos:
         result = results[str(video)]
