@@ -22,6 +22,16 @@ class Reduction(str, Enum):
     NONE = "none"
 
 
+def finite_rows(x: np.ndarray, where: str = "reached the reducer") -> np.ndarray:
+    """``x``, or an error: zeros in place of NaN would be a feature marked present that was never
+    measured (the cache makes a non-finite vector the reason ``non_finite``, so none should come)."""
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ExtractorError(f"{int(bad.sum())} of {len(x)} rows {where} with non-finite values "
+                             f"(e.g. row {int(np.flatnonzero(bad)[0])})")
+    return x
+
+
 class Reducer:
     """Standardise, then PCA (whitened) or k-best to ``dim`` columns."""
 
@@ -34,7 +44,7 @@ class Reducer:
     def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> "Reducer":
         """Fewer training rows than ``dim`` is an error: PCA would keep fewer components and whiten
         held-out rows by near-zero variances. Fewer columns than ``dim`` keeps them all (``out_dim``)."""
-        x = np.nan_to_num(x)
+        x = finite_rows(x)
         if self.method is Reduction.PCA and x.shape[0] <= min(self.dim, x.shape[1]):
             raise ExtractorError(f"pca to {self.dim} dimensions needs more than {self.dim} training clips with "
                                  f"features, but there are {x.shape[0]}: lower `dim` or add training clips")
@@ -55,7 +65,7 @@ class Reducer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays
-        x = np.array(np.nan_to_num(x), copy=True)
+        x = np.array(finite_rows(x), copy=True)
         x -= a["mean"]
         x /= a["scale"]
         if "components" in a:
@@ -65,7 +75,7 @@ class Reducer:
             x = out
         elif "keep" in a:
             x = x[:, a["keep"]]
-        return np.nan_to_num(x).astype(np.float32)
+        return finite_rows(x, "came out of the reducer").astype(np.float32)
 
     @property
     def out_dim(self) -> int:

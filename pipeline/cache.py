@@ -4,7 +4,8 @@ An entry is keyed by the clip's content hash, its segment and the extractor's ow
 so adding clips computes only the new ones, a changed parameter misses, and a killed run
 resumes: each finished clip was already written (temp file + rename, so never half-written).
 A clip that cannot give features (no audio track, corrupt file...) is cached as a failure with
-its reason, so it is reported every time but not retried.
+its reason, so it is reported every time but not retried. A file the worker cannot see is not
+cached: that is the worker's environment, not the clip (the next run looks again).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import multiprocessing as mp
 import os
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ def cache_key(content_hash: str, start, end, extractor_name: str, params: dict) 
 
 class CorruptEntry(Exception):
     def __init__(self, path, cause):
-        super().__init__(f"{path}: unreadable cache entry ({type(cause).__name__}: {cause})")
+        super().__init__(f"{path}: damaged cache entry ({type(cause).__name__}: {cause})")
         self.path = path
 
 
@@ -50,8 +52,11 @@ class FeatureCache:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 vector = data["vector"] if "vector" in data.files else None
-                return Result(vector, meta.get("info", {}), meta.get("error"), meta.get("message"))
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
+                result = Result(vector, meta.get("info", {}), meta.get("error"), meta.get("message"))
+            _check_entry(result)
+            return result
+        except (ValueError, TypeError, AttributeError, OSError, EOFError, KeyError,
+                zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
             raise CorruptEntry(path, exc) from exc
 
     def put(self, key: str, result: Result) -> None:
@@ -60,6 +65,34 @@ class FeatureCache:
         if result.vector is not None:
             arrays["vector"] = np.asarray(result.vector)
         atomic_write(self.path(key), lambda handle: np.savez(handle, **arrays))
+
+
+def _check_entry(result: Result) -> None:
+    """An entry that reads but cannot be what extraction wrote: ValueError (TypeError: no numbers)."""
+    if result.vector is not None and not np.isfinite(result.vector).all():   # never zeros marked present
+        raise ValueError(f"its vector holds {int((~np.isfinite(result.vector)).sum())} non-finite values")
+    if result.error and str(result.message).endswith(": file not found"):
+        # written by a run whose worker could not see the file; the key is the file's content, so it was there
+        raise ValueError("a 'file not found' failure for a file that was hashed")
+
+
+def _extract(extractor, media: str, start, end) -> Result:
+    """One clip's Result; a failure is its reason, a file this worker cannot see is ``missing_file``
+    (never cached) and a non-finite vector is ``non_finite`` (never zeros marked present)."""
+    try:
+        result = extractor.extract(media, start, end)
+    except ExtractorError as exc:
+        reason = getattr(exc, "reason", "extractor_error") if os.path.isfile(media) else "missing_file"
+        return Result(None, error=reason, message=str(exc))
+    if result.vector is not None and not np.isfinite(result.vector).all():
+        bad = int((~np.isfinite(result.vector)).sum())
+        return Result(None, result.info, "non_finite", f"{media}: {bad} of {np.size(result.vector)} values "
+                                                       f"NaN or infinite")
+    return result
+
+
+def cacheable(result: Result) -> bool:
+    return result.error != "missing_file"
 
 
 class WorkerStartError(ExtractorError):
@@ -94,12 +127,11 @@ def _run_one(job):
     if _WORKER.get("error"):
         raise WorkerStartError(_WORKER["error"])
     key, media, start, end = job
-    try:
-        result = _WORKER["extractor"].extract(media, start, end)
-    except ExtractorError as exc:
-        result = Result(None, error=getattr(exc, "reason", "extractor_error"), message=str(exc))
-    _WORKER["cache"].put(key, result)
-    return key
+    result = _extract(_WORKER["extractor"], media, start, end)
+    if cacheable(result):
+        _WORKER["cache"].put(key, result)
+        return key, None
+    return key, result   # only what is not cached comes back
 
 
 def _compute(factory, token: str, job):
@@ -111,21 +143,20 @@ def _compute(factory, token: str, job):
         pin()   # a worker started by hand has no pinned kernels: set them before the extractor loads torch
         extractor = _DASK_EXTRACTORS[token] = build_extractor(factory, "a Dask worker")
     key, media, start, end = job
-    try:
-        return key, extractor.extract(media, start, end)
-    except ExtractorError as exc:
-        return key, Result(None, error=getattr(exc, "reason", "extractor_error"), message=str(exc))
+    return key, _extract(extractor, media, start, end)
 
 
 _DASK_EXTRACTORS = {}
 
 
-def _run_on_dask(pending, factory, token: str, cache: FeatureCache, scheduler, bar) -> None:
+def _run_on_dask(pending, factory, token: str, cache: FeatureCache, scheduler, bar) -> dict:
     """Per-clip work on a Dask cluster; the results come back here and only this process writes the
-    cache, so entries, resume and atomic writes are exactly those of a local run."""
+    cache, so entries, resume and atomic writes are exactly those of a local run. Returns the
+    results not cached, by key."""
     from distributed import Client, as_completed
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler, timeout="30s")
+    uncached = {}
     try:
         futures = [client.submit(_compute, factory, token, job, key=f"{token[:16]}-{job[0]}", pure=False)
                    for job in pending]
@@ -136,8 +167,12 @@ def _run_on_dask(pending, factory, token: str, cache: FeatureCache, scheduler, b
                 raise
             except Exception as exc:  # the task's own failure, re-raised here by Dask
                 raise WorkerStartError(f"a Dask worker failed ({type(exc).__name__}: {exc})") from exc
-            cache.put(key, result)
+            if cacheable(result):
+                cache.put(key, result)
+            else:
+                uncached[key] = result
             bar.update()
+        return uncached
     finally:
         if client is not scheduler:
             client.close()
@@ -146,18 +181,19 @@ def _run_on_dask(pending, factory, token: str, cache: FeatureCache, scheduler, b
 def extract_utterances(manifest, factory, name: str, params: dict, cache_root, workers: int = 1,
                        progress: bool = True, scheduler=None) -> tuple[dict[str, Result], dict]:
     """Results for every manifest row by utterance id, and counts: ``computed`` (clips extracted
-    now), ``cached`` (read from the cache), ``missing_file``, ``repaired`` (unreadable entries
-    computed again).
+    now), ``cached`` (read from the cache), ``missing_file``, ``repaired`` (damaged entries
+    computed again: unreadable, non-finite, or a vector unlike the others').
 
     ``factory()`` builds the extractor in each worker (its ``extract(media, start, end)`` returns
     a :class:`Result` or raises an ``ExtractorError``); with workers it is pickled, so a class or
     a ``functools.partial``, not a lambda. ``scheduler`` (a Dask scheduler address or
     a ``distributed.Client``) runs the clips on that cluster instead of local worker processes;
-    its workers read the clips by the manifest's paths, so they must see the same files.
+    its workers read the clips by their absolute paths, so they must see the same files (a worker
+    that sees none gives ``missing_file``, which is not cached).
     """
     cache = FeatureCache(cache_root)
     hashes: dict[str, str] = {}
-    keys, pending = {}, []
+    keys, clips = {}, {}
     for row in manifest.itertuples(index=False):
         if not os.path.isfile(row.media):
             keys[row.utterance_id] = None
@@ -166,21 +202,21 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
             hashes[row.media] = file_hash(row.media)
         start = None if row.start != row.start else row.start
         end = None if row.end != row.end else row.end
-        key = cache_key(hashes[row.media], start, end, name, params)
-        keys[row.utterance_id] = key
-        if not cache.path(key).is_file():
-            pending.append((key, row.media, start, end))
-    pending = list(dict.fromkeys(pending))  # the same clip+segment twice is computed once
+        key = keys[row.utterance_id] = cache_key(hashes[row.media], start, end, name, params)
+        # absolute: a worker (a Dask one above all) may run in another folder than this process
+        clips.setdefault(key, (key, os.path.abspath(row.media), start, end))   # the same clip twice: once
+    pending = [job for key, job in clips.items() if not cache.path(key).is_file()]
+    uncached = {}
     if pending:
         here = build_extractor(factory)   # a bad setting fails now, before any worker or cluster
         bar = tqdm(total=len(pending), desc=f"{name} features", unit="clip",
                    disable=None if progress else True)  # None: shown on a terminal only
         if scheduler:
-            _run_on_dask(pending, factory, cache_key("", None, None, name, params), cache, scheduler, bar)
+            uncached = _run_on_dask(pending, factory, cache_key("", None, None, name, params), cache, scheduler, bar)
         elif workers <= 1:
             _WORKER.update(extractor=here, error=None, cache=cache)
             for job in pending:
-                _run_one(job)
+                _keep(uncached, _run_one(job))
                 bar.update()
         else:
             # forkserver, not fork: workers start from a clean process, never from this one's
@@ -190,26 +226,60 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
             context.set_forkserver_preload([getattr(factory, "func", factory).__module__])
             # one clip per task: clips differ tenfold in length, and chunks of them left one worker idle
             with context.Pool(workers, _init_worker, (factory, cache_root)) as pool:
-                for _ in pool.imap_unordered(_run_one, pending):
+                for done in pool.imap_unordered(_run_one, pending):
+                    _keep(uncached, done)
                     bar.update()
         bar.close()
-    results, repaired = {}, 0
-    jobs = {job[0]: job for job in pending}
+    fresh, repaired = {job[0] for job in pending}, set()
+    results, damaged = _read(manifest, keys, cache, uncached, fresh)
+    while redo := [key for key in damaged if key not in repaired]:   # each once: a redone one is fresh
+        for key in redo:   # a torn copy, a disk fault, a foreign file: the cache is only a cache
+            print(f"warning: {damaged[key]}; extracting again")
+            _init_worker(factory, cache_root)
+            _keep(uncached, _run_one(clips[key]))
+            repaired.add(key)
+        results, damaged = _read(manifest, keys, cache, uncached, fresh | repaired)
+    if damaged:   # extracted just now and still unlike the others: the extractor's own doing
+        raise ExtractorError(next(iter(damaged.values())))
+    counts = {"computed": len(fresh | repaired), "repaired": len(repaired),
+              "missing_file": sum(1 for r in results.values() if r.error == "missing_file"),
+              "cached": sum(1 for k in keys.values() if k is not None and k not in fresh | repaired)}
+    return results, counts
+
+
+def _keep(uncached: dict, done) -> None:
+    key, result = done
+    if result is not None:
+        uncached[key] = result
+
+
+def _read(manifest, keys: dict, cache: FeatureCache, uncached: dict, fresh: set) -> tuple[dict, dict]:
+    """Each row's Result, and the damaged entries (key: why): unreadable ones, and vectors whose
+    width is not the usual one (one config gives one width; np.stack would fail): that of the
+    entries extracted in this run (``fresh`` keys) where there are any, else that of most."""
+    results, damaged = {}, {}
     for row in manifest.itertuples(index=False):
         key = keys[row.utterance_id]
         if key is None:
             results[row.utterance_id] = Result(None, error="missing_file", message=f"{row.media}: file not found")
-            continue
-        try:
-            results[row.utterance_id] = cache.get(key)
-        except CorruptEntry as exc:   # a torn copy or a disk fault: the cache is only a cache, so redo it
-            print(f"warning: {exc}; extracting again")
-            start = None if row.start != row.start else row.start
-            end = None if row.end != row.end else row.end
-            _init_worker(factory, cache_root)
-            _run_one(jobs.get(key, (key, row.media, start, end)))
-            results[row.utterance_id], repaired = cache.get(key), repaired + 1
-    counts = {"computed": len(pending) + repaired, "missing_file": sum(1 for k in keys.values() if k is None),
-              "cached": sum(1 for k in keys.values() if k is not None and k not in jobs) - repaired,
-              "repaired": repaired}
-    return results, counts
+        elif key in uncached:
+            results[row.utterance_id] = uncached[key]
+        else:
+            try:
+                results[row.utterance_id] = cache.get(key)
+            except CorruptEntry as exc:
+                damaged[key] = str(exc)
+    vectors = {u: r.vector for u, r in results.items() if r.vector is not None}
+    widths = (Counter(_width(v) for u, v in vectors.items() if keys[u] in fresh)
+              or Counter(map(_width, vectors.values())))
+    usual = widths.most_common(1)[0][0] if widths else None
+    for utterance, result in results.items():
+        if result.vector is not None and _width(result.vector) != usual:
+            damaged[keys[utterance]] = (f"{cache.path(keys[utterance])}: damaged cache entry (a vector of shape "
+                                        f"{result.vector.shape}; the others' are {usual[1]} wide)")
+    return results, damaged
+
+
+def _width(vector: np.ndarray) -> tuple:
+    """(ndim, length of the last axis): a clip's vector, or a recording's rows of one width each."""
+    return vector.ndim, (vector.shape[-1] if vector.ndim else None)

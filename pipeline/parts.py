@@ -31,7 +31,21 @@ def load_part(path):
                             f"{str(exc).splitlines()[0][:200]})") from exc
     if not isinstance(blob, dict) or "kind" not in blob or "state" not in blob:
         raise PipelineError(f"{path}: not a fitted part this pipeline wrote (no kind/state)")
+    if bad := non_finite(blob["state"]):   # tampered or damaged: it would shift every prediction silently
+        raise PipelineError(f"{path}: fitted part of kind {blob['kind']!r} holds non-finite values in "
+                            f"{', '.join(bad)} (damaged; fit it again)")
     try:
         return fitted_part_class(blob["kind"]).from_state(blob["state"])
     except (KeyError, RuntimeError, TypeError) as exc:
         raise PipelineError(f"{path}: fitted part of kind {blob['kind']!r} cannot be rebuilt ({exc})") from exc
+
+
+def non_finite(state, name: str = "state") -> list[str]:
+    """Where a part's tensors hold NaN or infinity (nested names): a fitted part never does."""
+    if isinstance(state, torch.Tensor):
+        return [name] if state.is_floating_point() and not torch.isfinite(state).all() else []
+    if isinstance(state, dict):
+        return [bad for key, value in state.items() for bad in non_finite(value, f"{name}.{key}")]
+    if isinstance(state, (list, tuple)):
+        return [bad for i, value in enumerate(state) for bad in non_finite(value, f"{name}[{i}]")]
+    return []
