@@ -51,18 +51,23 @@ class ModelConfig:
         if not isinstance(self.modalities, (list, tuple)) or not self.modalities or \
                 len(set(self.modalities)) != len(self.modalities) or any(m not in known for m in self.modalities):
             raise ModelError(f"model.modalities: {self.modalities!r}: give one or more of {known}, each once")
+        self._parsed_views()   # its spelling checked when the stage starts, not after the store loads
 
     def view_pairs(self) -> list[tuple[str, str]]:
-        pairs = []
-        for view in self.views.upper().split("+"):
-            if len(view) != 2 or any(c not in LETTER for c in view):
-                raise ModelError(f"bad view {view!r} in {self.views!r}: use pairs of T, A, V like TA+VA")
-            pairs.append((LETTER[view[0]], LETTER[view[1]]))
-        if len(pairs) != 2:
-            raise ModelError(f"views {self.views!r}: the multiview network takes exactly two views")
+        pairs = self._parsed_views()
         missing = {m for pair in pairs for m in pair} - set(self.modalities)
         if missing:
-            raise ModelError(f"views {self.views!r} use {sorted(missing)}, not among modalities {self.modalities}")
+            raise ModelError(f"model.views {self.views!r} use {sorted(missing)}, not among modalities {self.modalities}")
+        return pairs
+
+    def _parsed_views(self) -> list[tuple[str, str]]:
+        pairs = []
+        for view in str(self.views).upper().split("+"):
+            if len(view) != 2 or any(c not in LETTER for c in view):
+                raise ModelError(f"model.views: bad view {view!r} in {self.views!r}: use pairs of T, A, V like TA+VA")
+            pairs.append((LETTER[view[0]], LETTER[view[1]]))
+        if len(pairs) != 2:
+            raise ModelError(f"model.views {self.views!r}: the multiview network takes exactly two views")
         return pairs
 
 

@@ -53,7 +53,7 @@ def test_every_params_value_of_the_wrong_kind_is_one_clear_line(section, tmp_pat
     ("demo", "dialogues", 0, ">= 1"), ("visual", "region", "top", "not one of"), ("model", "K", 100, "<= 64"),
     ("model", "L", 20, "<= 12"), ("model", "d", 1_000_000, "<= 4096"), ("text", "feature_maps", 10**6, "<= 4096"),
     ("text", "widths", [500], "wider than text.max_len"), ("audio", "scheduler", "tcp://127.0.0.1", "not a Dask"),
-    ("visual", "scheduler", "bogus://x:1", "not a Dask"),
+    ("visual", "scheduler", "bogus://x:1", "not a Dask"), ("model", "views", "XX", "bad view 'XX'"),
 ])
 def test_out_of_range_and_unknown_choices_name_the_key(section, key, value, words, tmp_path, capsys):
     code, err = _run(section, {section: {key: value}}, tmp_path, capsys)
