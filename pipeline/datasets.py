@@ -177,6 +177,8 @@ def read_subtitles(root, labels: str | None = None, split: str = "test") -> pd.D
             skipped.append(f"{video.name}: no .srt or .vtt beside it")
             continue
         frame, counts = conversation(video, subtitles, split, table)
+        if subtitles.suffix.lower() == ".srt" and video.with_suffix(".vtt").is_file():
+            skipped.append(f"{video.with_suffix('.vtt').name}: not read ({subtitles.name} beside it is)")
         parts.append(frame.assign(media=video.relative_to(root).as_posix()))   # _manifest_from_rows adds root
         where += frame.attrs["where"]
         skipped += [f"{subtitles.name}: {n} {what.replace('_', ' ')}" for what, n in counts.items()]

@@ -108,10 +108,9 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
         raise ManifestError(f"{path}: not a readable {path.suffix} file ({exc})") from exc
     cues, counts, last_end = [], Counter(), 0.0
     counts["empty"] += len(lines) - len(captions)     # webvtt-py drops cues without text
-    for caption in sorted(captions, key=lambda c: seconds(c.start)):   # stable: file order among equal starts
-        start, end = seconds(caption.start), seconds(caption.end)
-        line = next((n for s, e, n in lines if abs(s - start) < 1e-3 and abs(e - end) < 1e-3), None)
-        text = clean_text(caption.text)
+    for caption, start, end, text in cue_parts(sorted(captions, key=lambda c: seconds(c.start)), counts):
+        line = next((n for s, e, n in lines if abs(s - seconds(caption.start)) < 1e-3
+                     and abs(e - seconds(caption.end)) < 1e-3), None)
         speaker = getattr(caption, "voice", None)
         if not speaker:
             speaker, text = split_speaker(text)
@@ -131,6 +130,28 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
     if not cues:
         raise ManifestError(f"{path}: no usable cue ({dict(counts)})")
     return cues, counts
+
+
+DIALOGUE_DASH = re.compile(r"^\s*[-\u2010-\u2015]\s*")
+
+
+def cue_parts(captions, counts: Counter):
+    """(caption, start, end, text) per turn. A cue of dash lines (``- ANN: coming?`` / ``- BOB: no.``)
+    holds two people's turns: each line is a turn of its own, the cue's time shared by the length
+    of its words (counted ``dialogue_split``); else the cue is one turn."""
+    for caption in captions:   # stable: file order among equal starts
+        start, end = seconds(caption.start), seconds(caption.end)
+        turns = [t for t in caption.text.splitlines() if t.strip()]
+        if len(turns) < 2 or not all(DIALOGUE_DASH.match(t) for t in turns):
+            yield caption, start, end, clean_text(caption.text)
+            continue
+        counts["dialogue_split"] += 1
+        words = [clean_text(DIALOGUE_DASH.sub("", t, count=1)) for t in turns]
+        total, at = sum(max(len(w), 1) for w in words), start
+        for text in words:
+            until = at + (end - start) * max(len(text), 1) / total
+            yield caption, round(at, 3), round(until, 3), text
+            at = until
 
 
 def videos_in(folder) -> list[Path]:

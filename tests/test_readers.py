@@ -254,3 +254,22 @@ def test_a_name_prefix_in_any_script_is_a_speaker_and_a_sentence_with_a_colon_is
     from pipeline.subtitles import split_speaker
 
     assert split_speaker(text) == (speaker, words)
+
+
+def test_a_cue_of_dash_lines_is_two_turns_and_a_vtt_beside_the_srt_is_named(tmp_path):
+    """"- ANN: coming?" / "- BOB: no." was one turn of speaker unknown with both names in its words;
+    a .vtt beside the .srt was ignored without a word."""
+    from pipeline.subtitles import read_cues
+
+    (tmp_path / "a.srt").write_text("1\n00:00:01,000 --> 00:00:03,000\n- ANN: are you coming?\n- BOB: no.\n\n"
+                                    "2\n00:00:03,500 --> 00:00:04,000\n- not a dialogue, one line\n", encoding="utf-8")
+    cues, counts = read_cues(tmp_path / "a.srt")
+    assert [(c["speaker"], c["text"]) for c in cues] == [("ANN", "are you coming?"), ("BOB", "no."),
+                                                         ("unknown", "- not a dialogue, one line")]
+    assert cues[0]["start"] == 1.0 and cues[1]["end"] == 3.0 and cues[0]["end"] == cues[1]["start"] > 2.0
+    assert counts == {"dialogue_split": 1}
+    root = subtitled_folder(tmp_path / "rec", TWO_CUES)
+    (root / "talk.vtt").write_text("WEBVTT\n\n00:00:00.100 --> 00:00:01.000\nother words\n", encoding="utf-8")
+    frame = read_dataset("subtitles", root)
+    assert list(frame["text"]) == ["Hello", "Hi"]
+    assert "talk.vtt: not read (talk.srt beside it is)" in frame.attrs["skipped"]   # ingest prints these
