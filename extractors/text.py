@@ -28,6 +28,9 @@ class TextError(ExtractorError):
     """A text-side problem a user must fix (word-vector file, dimension...)."""
 
 
+MAX_CONV_WEIGHTS = 50_000_000
+
+
 @dataclass(frozen=True)
 class TextConfig:
     vectors: str | None = None        # None: Word2Vec on the training transcripts
@@ -53,6 +56,10 @@ class TextConfig:
             raise TextError(f"text.widths: {widths!r}: give a list of one or more filter widths, integers >= 1")
         if max(widths) > self.max_len:   # wider reads only padding, and 500 over 50 words never finished
             raise TextError(f"text.widths: {max(widths)} is wider than text.max_len ({self.max_len} words)")
+        weights = self.feature_maps * self.embedding_dim * sum(widths)
+        if weights > MAX_CONV_WEIGHTS:   # each size within its range, together 840 million weights ran out of memory
+            raise TextError(f"text.feature_maps x embedding_dim x sum(widths) = {weights:,} convolution weights; "
+                            f"at most {MAX_CONV_WEIGHTS:,} (the default is 120,000)")
 
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[!?]")   # letters and digits of any script

@@ -502,4 +502,8 @@ def load_checkpoint(path, device="cpu") -> tuple[DIMMN, dict]:
         model.load_state_dict(blob["model"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ModelError(f"{path}: not a DIMMN checkpoint this pipeline wrote ({exc})") from exc
+    damaged = [name for name, tensor in model.state_dict().items()
+               if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if damaged:   # NaN weights: every prediction the first class, exit 0
+        raise ModelError(f"{path}: damaged checkpoint: non-finite values in {damaged[:3]}; train it again")
     return model.to(device).eval(), blob

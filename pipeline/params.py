@@ -58,7 +58,8 @@ LIMITS = {
     "visual.fps": (0, 120, True, False), "visual.active_fps": (0, 120, True, False),
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-SCHEDULER = re.compile(r"^(tcp|tls|ws|wss|ucx)://[^\s/:]+:\d+/?$|^inproc://\S+$")   # a Dask address
+# a Dask address the stages can reach: tls needs a security config and ucx a package they do not set up
+SCHEDULER = re.compile(r"^tcp://([^\s/:\[\]]+|\[[0-9a-fA-F:.]+\]):\d{1,5}/?$")
 FOLD_KEYS = ("folds", "cv_folds")   # K-fold settings: 0 is off, and one fold would fit on nothing held out
 
 
@@ -183,7 +184,10 @@ def check_overrides(name: str, **values) -> None:
     """Command-line values that stand in for section ``name``'s keys, checked as the params are."""
     for key, value in values.items():
         if value is not None:
-            check_range(name, key, value)
+            try:
+                check_range(name, key, value)
+            except ParamsError as exc:   # said as the user wrote it
+                raise ParamsError(str(exc).replace(f"params {name}.{key}", f"--{key} (as {name}.{key})")) from exc
 
 
 _hints = functools.cache(typing.get_type_hints)   # a config's annotations, resolved once

@@ -154,6 +154,7 @@ def _report_inputs(tmp_path, summary='{"selected_epoch": 1}', history="epoch,los
     (None, "", r"history.csv: not a readable training history"),
     ('{"epochs_run": "<script>alert(1)</script>"}', None, r"summary.json: epochs_run '<script>.*is not an epoch number"),
     ('{"selected_epoch": "3"}', None, r"summary.json: selected_epoch '3' is not an epoch number"),
+    ('{"epochs_run": -3}', None, r"summary.json: epochs_run -3 is not an epoch number"),
 ])
 def test_the_report_names_a_malformed_summary_or_history(tmp_path, summary, history, message):
     from pipeline.errors import PipelineError

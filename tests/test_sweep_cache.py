@@ -128,6 +128,15 @@ def test_dask_workers_in_another_folder_find_the_manifest_s_relative_paths(tiny_
     distributed = pytest.importorskip("distributed")
     from extractors.audio import AudioConfig, AudioExtractor
 
+    # distributed's nanny writes OMP/MKL/OPENBLAS_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_ into this
+    # process's environment; later tests' worker processes would inherit them (a Whisper feature
+    # from a worker then differed from one made here by 6e-6), so every variable is put back after
+    for key in list(os.environ):
+        monkeypatch.setenv(key, os.environ[key])
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_",
+                "PYTHONHASHSEED", "__DASK_PARENT_PID"):
+        monkeypatch.setenv(key, "unset")
+        monkeypatch.delenv(key)
     root, manifest = tiny_corpus
     config = AudioConfig(feature_set="eGeMAPSv02")
     factory = lambda: AudioExtractor(config)  # noqa: E731

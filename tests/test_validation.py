@@ -54,6 +54,7 @@ def test_every_params_value_of_the_wrong_kind_is_one_clear_line(section, tmp_pat
     ("model", "L", 20, "<= 12"), ("model", "d", 1_000_000, "<= 4096"), ("text", "feature_maps", 10**6, "<= 4096"),
     ("text", "widths", [500], "wider than text.max_len"), ("audio", "scheduler", "tcp://127.0.0.1", "not a Dask"),
     ("visual", "scheduler", "bogus://x:1", "not a Dask"), ("model", "views", "XX", "bad view 'XX'"),
+    ("audio", "scheduler", "inproc://x", "not a Dask"), ("audio", "scheduler", "tls://127.0.0.1:1", "not a Dask"),
 ])
 def test_out_of_range_and_unknown_choices_name_the_key(section, key, value, words, tmp_path, capsys):
     code, err = _run(section, {section: {key: value}}, tmp_path, capsys)
@@ -367,8 +368,8 @@ def test_nan_in_a_row_marked_absent_is_read_as_zeros_and_counted(tmp_path, capsy
         _train(store)
 
 
-@pytest.mark.parametrize("flags, words", [(["--scheduler", "foo"], "audio.scheduler"),
-                                          (["--workers", "0"], "audio.workers")])
+@pytest.mark.parametrize("flags, words", [(["--scheduler", "foo"], "--scheduler (as audio.scheduler)"),
+                                          (["--workers", "0"], "--workers (as audio.workers)")])
 def test_command_line_values_are_checked_as_the_params_are(flags, words, tmp_path, capsys):
     """--scheduler foo was a ValueError from inside distributed.Client; --workers 0 ran on 1 worker."""
     code = main(["audio", "--manifest", str(tmp_path / "none.csv"), "--out", str(tmp_path / "a.npz"),
@@ -397,3 +398,29 @@ def test_running_out_of_memory_is_one_line_naming_the_sizes(monkeypatch, tmp_pat
     monkeypatch.setattr(train, "run", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug of ours")))
     with pytest.raises(RuntimeError, match="a bug of ours"):   # any other RuntimeError stays a traceback
         main(["train", "--store", str(tmp_path / "s.npz")])
+
+
+def test_text_sizes_that_fit_alone_but_not_together_are_an_error(tmp_path, capsys):
+    """embedding_dim, feature_maps and out_dim 4096 with widths [50]: each within its range, together
+    840 million convolution weights, 6 GB in 45 s and no end."""
+    params = {"text": {"embedding_dim": 4096, "feature_maps": 4096, "out_dim": 4096, "widths": [50]}}
+    code, err = _run("text", params, tmp_path, capsys)
+    assert code == 2 and "convolution weights; at most 50,000,000" in err and "Traceback" not in err, err
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    """evaluate scored a DIMMN checkpoint holding NaN (exit 0), and predict labelled every turn with
+    the first class."""
+    import torch
+
+    from model.train import TrainConfig, load_checkpoint, train
+    from model.dimmn import ModelConfig
+
+    store = make_store()
+    train(store, ModelConfig(d=16, K=3, L=2), TrainConfig(epochs=1), checkpoint=tmp_path / "m.pt", progress=False)
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    name = next(k for k, v in blob["model"].items() if v.is_floating_point())
+    blob["model"][name].view(-1)[0] = float("nan")
+    torch.save(blob, tmp_path / "m.pt")
+    with pytest.raises(ModelError, match=r"m.pt: damaged checkpoint: non-finite values in \['" + name):
+        load_checkpoint(tmp_path / "m.pt")

@@ -193,6 +193,10 @@ def import_pickle(path, classes=None) -> dict:
             raise ExchangeError(f"{path}: {PICKLE_MODALITY[m]} vectors have shapes {sorted(dims)}; need one 1-d size")
         dim = next(iter(dims))[0]
         matrix = np.stack([v if v is not None else np.zeros(dim, np.float32) for v in vectors])
+        bad = np.flatnonzero(~np.isfinite(matrix.astype(np.float64)).all(axis=1))
+        if len(bad):   # an all-zero row is this layout's "absent"; NaN is damage, not absence
+            raise ExchangeError(f"{path}: {len(bad)} {PICKLE_MODALITY[m]} vector(s) hold non-finite values "
+                                f"(e.g. utterance {str(store['utterance_id'][bad[0]])!r})")
         store[m], store[f"{m}_present"] = matrix, np.abs(matrix).sum(1) > 0
     return store
 

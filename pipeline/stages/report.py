@@ -155,7 +155,8 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
     store = load_store(store_path)
     summary = read_json_object(summary_path, "training summary")
     for key in ("selected_epoch", "epochs_run"):   # drawn on the curves and written on the page
-        if not isinstance(summary.get(key, 0), (int, type(None))) or isinstance(summary.get(key), bool):
+        value = summary.get(key, 0)
+        if not isinstance(value, (int, type(None))) or isinstance(value, bool) or (value or 0) < 0:
             raise PipelineError(f"{summary_path}: {key} {summary[key]!r} is not an epoch number")
     metrics = read_metrics(Path(eval_dir) / "metrics.json")
     history = read_history(history_path)
