@@ -55,7 +55,8 @@ def manifest_from_frame(frame: pd.DataFrame, source, root, labels=None, dataset:
     if "dataset" not in frame.columns:
         frame["dataset"] = dataset or root.resolve().name
     if "turn" not in frame.columns:
-        frame["turn"] = frame.groupby("dialogue_id", sort=False).cumcount().astype(str)
+        # counted within the dialogue as validate will read its id (" d1" and "d1 " are one dialogue)
+        frame["turn"] = frame.groupby(frame["dialogue_id"].map(_cell).str.strip(), sort=False).cumcount().astype(str)
     for column in ("start", "end"):
         if column not in frame.columns:
             frame[column] = ""
