@@ -94,7 +94,7 @@ def check_store(store: dict, path) -> None:
 def check_finite(matrix, present, ids, path, modality: str) -> None:
     """A row marked present must hold numbers: NaN would be read as features (evaluate's argmax of
     NaN is the first class; train stops on it), so it is an error naming the file that holds it."""
-    bad = np.asarray(present, bool) & ~np.isfinite(np.asarray(matrix, np.float64)).all(axis=1)
+    bad = np.asarray(present, bool) & ~np.isfinite(matrix).all(axis=1)
     if bad.any():
         raise PipelineError(f"{path}: {int(bad.sum())} row(s) marked present hold non-finite {modality} values "
                             f"(e.g. {str(np.asarray(ids)[np.flatnonzero(bad)[0]])!r}); the file is damaged: "

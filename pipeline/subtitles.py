@@ -109,8 +109,8 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
     cues, counts, last_end = [], Counter(), 0.0
     counts["empty"] += len(lines) - len(captions)     # webvtt-py drops cues without text
     for caption, start, end, text in cue_parts(sorted(captions, key=lambda c: seconds(c.start)), counts):
-        line = next((n for s, e, n in lines if abs(s - seconds(caption.start)) < 1e-3
-                     and abs(e - seconds(caption.end)) < 1e-3), None)
+        cue_start, cue_end = seconds(caption.start), seconds(caption.end)   # the line is the whole cue's
+        line = next((n for s, e, n in lines if abs(s - cue_start) < 1e-3 and abs(e - cue_end) < 1e-3), None)
         speaker = getattr(caption, "voice", None)
         if not speaker:
             speaker, text = split_speaker(text)

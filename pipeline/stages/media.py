@@ -194,13 +194,13 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
             extra["speaker_faces"] = dict(Counter(str(i.get("speaker")) for i in infos if i.get("frames")))
     save_features(out, manifest["utterance_id"], matrix, present, reasons, modality, params, inputs, extra=extra)
     print(f"{modality}: {int(present.sum())}/{len(present)} clips, {matrix.shape[1]}-d "
-          f"({counts.get('computed', 0)} computed, {counts.get('cached', 0)} from cache, {counts.get('repaired', 0)} repaired; "
+          f"({counts['computed']} computed, {counts['cached']} from cache, {counts['repaired']} repaired; "
           f"missing {extra['missing']})")
     if modality == "visual":
         print(f"{modality}: faces in {extra['face_frames']}/{extra['frames']} frames; "
               f"{extra['clips_without_face']} clips without a face")
         if "speaker_faces" in extra:
             print(f"{modality}: speaking faces by how they were found {extra['speaker_faces']}; "
-                  f"{counts.get('speakers_tied', 0)} speaker(s) tied to their face, {counts.get('retied', 0)} utterances "
+                  f"{counts['speakers_tied']} speaker(s) tied to their face, {counts['retied']} utterances "
                   f"extracted again on it")
     return matrix, present, extra

@@ -47,8 +47,9 @@ def read_conversation(folder, csv) -> pd.DataFrame:
     if "utterance_id" not in frame.columns:   # the clip's name, made unique where one clip gives several
         stems = pd.Series([Path(m).stem for m in frame["media"]])
         frame["utterance_id"] = np.where(stems.duplicated(keep=False), stems + "_" + frame["turn"].astype(str), stems)
-    if "dialogue_id" in frame.columns and frame["dialogue_id"].astype(str).nunique() > 1:
-        raise ManifestError(f"{csv}: holds {frame['dialogue_id'].astype(str).nunique()} dialogues; predict reads one "
+    dialogues = frame["dialogue_id"].astype(str).nunique() if "dialogue_id" in frame.columns else 1
+    if dialogues > 1:
+        raise ManifestError(f"{csv}: holds {dialogues} dialogues; predict reads one "
                             f"conversation per CSV (each would read the others as its context): give one CSV each")
     frame["media"] = [str(folder / m) if m else "" for m in frame["media"]]
     frame["dataset"], frame["dialogue_id"], frame["split"], frame["label"] = "conversation", "conversation", "test", ""
