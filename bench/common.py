@@ -108,17 +108,9 @@ def last_line(obj) -> None:
 
 def read_meld_text(folder):
     """MELD's {train,dev,test}_sent_emo.csv as one frame with split train/valid/test."""
-    import pandas as pd
+    from pipeline.datasets import read_meld_transcripts
 
-    from pipeline.manifest import read_csv_any_encoding
-
-    parts = []
-    for name, split in (("train", "train"), ("dev", "valid"), ("test", "test")):
-        frame = read_csv_any_encoding(Path(folder) / f"{name}_sent_emo.csv")
-        parts.append(pd.DataFrame({"split": split, "dialogue_id": f"{name}_" + frame["Dialogue_ID"].astype(str),
-                                   "turn": frame["Utterance_ID"].astype(int), "speaker": frame["Speaker"],
-                                   "text": frame["Utterance"], "label": frame["Emotion"]}))
-    return pd.concat(parts, ignore_index=True)
+    return read_meld_transcripts(folder)
 
 
 def read_iemocap_text(folder):

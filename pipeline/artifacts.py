@@ -26,6 +26,7 @@ PATHS = {
     "eval": "data/eval",
     "report": "data/report/index.html",
     "transcripts": "data/transcripts",    # transcribe: <video>.json, .srt, .vtt
+    "shipped": "data/shipped/meld-context",   # ship: the model predict uses without --run
 }
 RUN_FILES = {"text": "text.pt", "audio": "audio.pt", "visual": "visual.pt", "model": "dimmn.pt"}
 

@@ -147,9 +147,18 @@ def report_cmd(p):
                                          a.params)
 
 
+@command("ship", "train the shipped conversation model (words in context) on MELD's CSVs; predict's default run")
+def ship_cmd(p):
+    p.add_argument("--meld", help="folder of MELD's train/dev/test_sent_emo.csv (params: ship.meld)")
+    p.add_argument("--out", default=PATHS["shipped"], help="the model's folder")
+    p.add_argument("--cache", default=PATHS["cache"], help="cache root (the encoded utterances, the joined weights)")
+    return lambda a: stage("ship").run(a.out, a.params, a.cache, a.meld)
+
+
 @command("predict", "label a new conversation (clips + CSV, a video + subtitles, or a video alone) with a trained run")
 def predict_cmd(p):
-    p.add_argument("--run", dest="run_dir", default=PATHS["models"], help="the trained run's folder")
+    p.add_argument("--run", dest="run_dir", help=f"a run folder trained with dvc repro ({PATHS['models']}); default: "
+                                                  f"the shipped model, trained on real conversations ({PATHS['shipped']})")
     p.add_argument("--clips", help="folder of the conversation's clips (with --csv)")
     p.add_argument("--csv", help="turn, speaker, text, media (relative to --clips)")
     p.add_argument("--video", help="one recording: with --subtitles each cue is an utterance; alone, its speech is "

@@ -40,6 +40,26 @@ MELD_SPLITS = {  # split: (CSV, clip folder)
 MELD_COLUMNS = {"Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"}
 
 
+def read_meld_transcripts(folder) -> pd.DataFrame:
+    """MELD's three CSVs alone (no clips): split (train / valid / test), dialogue_id (the split's
+    name and MELD's Dialogue_ID), turn, speaker, text, label; either encoding MELD ships in."""
+    parts = []
+    for split, (csv_name, _) in MELD_SPLITS.items():
+        path = Path(folder) / csv_name
+        if not path.is_file():
+            raise ManifestError(f"{path}: MELD CSV not found (the folder holds train_sent_emo.csv, "
+                                f"dev_sent_emo.csv and test_sent_emo.csv)")
+        frame = read_csv_any_encoding(path)
+        missing = sorted(MELD_COLUMNS - set(frame.columns))
+        if missing:
+            raise ManifestError(f"{path}: not MELD's layout, missing column(s) {missing}")
+        prefix = csv_name.split("_")[0]
+        parts.append(pd.DataFrame({"split": split, "dialogue_id": prefix + "_" + frame["Dialogue_ID"].astype(str),
+                                   "turn": frame["Utterance_ID"].astype(int), "speaker": frame["Speaker"].astype(str),
+                                   "text": frame["Utterance"].astype(str), "label": frame["Emotion"].astype(str)}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def read_meld(root, labels: str = "emotion") -> pd.DataFrame:
     """MELD's release: the three CSVs beside the clip folders; clips dia{D}_utt{U}.mp4 (test clips
     may carry a final_videos_test prefix). Rows whose clip is missing are skipped and reported

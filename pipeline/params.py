@@ -23,7 +23,7 @@ from pipeline.errors import ParamsError
 
 DEFAULT = Path("params.yaml")
 SECTIONS = ("demo", "ingest", "transcribe", "text", "audio", "visual", "export", "model", "train", "evaluate",
-            "report")
+            "report", "ship")
 
 # (low, high, low_open, high_open) by key name; "section.key" overrides a name shared across sections
 _POSITIVE_INT = (1, None, False, False)
@@ -37,7 +37,7 @@ LIMITS = {
         "width", "height", "embedding_dim", "feature_maps", "out_dim", "mel_bins", "detect_every", "face_size",
         "min_face", "max_side", "max_len", "w2v_epochs", "cnn3d_epochs", "cnn3d_batch_size", "finetune_epochs",
         "finetune_batch_size", "encode_batch_size", "clip_frames", "clip_size", "sample_rate", "beam_size",
-        "max_speakers", "cpu_threads")},
+        "max_speakers", "cpu_threads", "hidden", "seeds")},
     **{key: _COUNT for key in (
         "patience", "seed", "holdout_seed", "window_size", "detect_side", "grad_clip", "weight_decay", "silence_rms",
         "finetune_patience", "cnn3d_patience", "folds", "cv_folds", "report.dialogues", "pixel_noise", "head_motion",
@@ -51,6 +51,8 @@ LIMITS = {
     # layer sizes: d 1,000,000 asked torch for 4 TB
     **{key: (1, 4096, False, False) for key in ("d", "dim", "out_dim", "feature_maps", "embedding_dim")},
     "mel_bins": (1, 512, False, False), "max_len": (1, 10000, False, False),
+    "ship.hidden": (2, 4096, False, False), "ship.seeds": (1, 100, False, False), "ship.dialogues": (0, None, False, False),
+    "ship.max_tokens": (1, 512, False, False),
     **{key: _PROBABILITY for key in ("inertia", "contagion", "switch", "vad_threshold")},
     "speaker_distance": (0, 2, True, False),   # cosine distance
     "face_x": (-1, 1, False, False),   # a share of the frame's width; -1: none

@@ -36,6 +36,10 @@ font-weight:600;width:84px;overflow:hidden;text-overflow:ellipsis;white-space:no
 .turn:hover{outline:2px solid #1d2433;opacity:1} .axis{position:relative;height:16px;color:#8a93a3;font-size:11px}
 .axis span{position:absolute;transform:translateX(-50%)} .key span{display:inline-block;margin-right:14px}
 .key i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:middle}
+.facelane{position:relative;height:9px;margin-bottom:4px} .facelane .turn{top:1px;height:6px;opacity:.75}
+.facelane b{position:absolute;left:-88px;top:-3px;font-size:10px;font-weight:400;color:#8a93a3}
+.warn{background:#fff4e5;border:1px solid #f2b134;border-radius:8px;padding:10px 14px;margin:10px 0;font-weight:600}
+.model{margin:0 0 6px} .thumb{width:48px;height:48px;border-radius:4px;vertical-align:middle}
 """
 PALETTE = ("#8a93a3", "#f2b134", "#3b6fd8", "#d64545", "#3aa76d", "#9b59b6", "#e67e22", "#16a2b8", "#c2185b")
 
@@ -138,20 +142,31 @@ def emotion_colours(classes: list[str]) -> dict:
 def timeline(turns: list[dict], classes: list[str], duration: float | None = None) -> str:
     """The recording at a glance: one lane per speaker, each turn a bar from its start to its
     end coloured by its predicted emotion; hovering shows its time, emotion and words (a
-    ``title``: no script). ``turns``: dicts with speaker, start, end, predicted, probability, text."""
+    ``title``: no script). ``turns``: dicts with speaker, start, end, predicted, probability, text;
+    a turn with ``href`` is a link (to the recording at that time); where turns carry ``face``
+    (what the face alone said, or empty), a thin lane beneath each speaker's shows it."""
     if not turns:
         return '<p class="muted">no turns</p>'
     colours = emotion_colours(classes)
     end = max(duration or 0.0, max(float(t["end"]) for t in turns)) or 1.0
     speakers = list(dict.fromkeys(str(t["speaker"]) for t in turns))
+    faces = any("face" in t for t in turns)
+
+    def bar(t, label, title):
+        place = (f'left:{100 * float(t["start"]) / end:.3f}%;width:{100 * max(float(t["end"]) - float(t["start"]), 0) / end:.3f}%;'
+                 f'background:{colours.get(label, "#8a93a3")}')
+        if t.get("href"):
+            return f'<a class="turn" href="{esc(t["href"])}" style="{place}" title="{esc(title)}"></a>'
+        return f'<span class="turn" style="{place}" title="{esc(title)}"></span>'
+
     lanes = []
     for speaker in speakers:
-        bars = "".join(
-            f'<span class="turn" style="left:{100 * float(t["start"]) / end:.3f}%;'
-            f'width:{100 * max(float(t["end"]) - float(t["start"]), 0) / end:.3f}%;'
-            f'background:{colours.get(t["predicted"], "#8a93a3")}" title="{esc(_hover(t))}"></span>'
-            for t in turns if str(t["speaker"]) == speaker)
+        own = [t for t in turns if str(t["speaker"]) == speaker]
+        bars = "".join(bar(t, t["predicted"], _hover(t)) for t in own)
         lanes.append(f'<div class="lane"><b title="{esc(speaker)}">{esc(speaker)}</b>{bars}</div>')
+        if faces:
+            face_bars = "".join(bar(t, t["face"], f"face: {t['face']}") for t in own if t.get("face"))
+            lanes.append(f'<div class="facelane"><b>face</b>{face_bars}</div>')
     step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600) if end / s <= 12)
     ticks = "".join(f'<span style="left:{100 * x / end:.3f}%">{_clock(x)}</span>' for x in np.arange(0, end, step))
     key = "".join(f'<span><i style="background:{colour}"></i>{esc(name)}</span>' for name, colour in colours.items())
@@ -168,11 +183,20 @@ def _hover(turn: dict) -> str:
             f"{float(turn['probability']):.2f}\n{turn['text']}")
 
 
-def build_page(title: str, subtitle: str, sections: list[tuple[str, str]]) -> str:
+def build_page(title: str, subtitle: str, sections: list[tuple[str, str]], warning: str = "",
+               model_line: str = "") -> str:
+    """The page; ``warning`` (plain text) stands above everything else, in a box; ``model_line``
+    names the model that made what the page shows, first thing under the title."""
     body = "".join(f"<h2>{esc(name)}</h2>{content}" for name, content in sections)
+    banner = f'<p class="warn">{esc(warning)}</p>' if warning else ""
+    model = f'<p class="model"><b>{esc(model_line)}</b></p>' if model_line else ""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
-            f'<body><main><h1>{esc(title)}</h1><p class="sub">{esc(subtitle)}</p>{body}</main></body></html>')
+            f'<body><main><h1>{esc(title)}</h1>{banner}{model}<p class="sub">{esc(subtitle)}</p>{body}</main></body></html>')
+
+
+def jpeg(data: bytes, alt: str) -> Html:
+    return Html(f'<img class="thumb" alt="{esc(alt)}" src="data:image/jpeg;base64,{base64.b64encode(data).decode()}">')
 
 
 def write_page(path, page: str) -> Path:

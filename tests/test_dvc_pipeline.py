@@ -30,12 +30,17 @@ def run(cmd, cwd):
 def project(tmp_path_factory):
     """The project's code and pipeline with tiny params, reproduced once."""
     dest = tmp_path_factory.mktemp("project")
-    for name in ("pipeline", "extractors", "model", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore"):
+    for name in ("pipeline", "extractors", "model", "dvc.yaml", "params.yaml", ".dvc", ".dvcignore",
+                 "data/shipped/meld-context"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
         elif src.exists():
             shutil.copy(src, dest / name)
+    # the shipped model's encoder weights are joined once per machine (400 MB), not once per copy
+    (ROOT / "data" / "cache" / "weights").mkdir(parents=True, exist_ok=True)
+    (dest / "data" / "cache").mkdir(parents=True, exist_ok=True)
+    (dest / "data" / "cache" / "weights").symlink_to(ROOT / "data" / "cache" / "weights")
     params = yaml.safe_load((dest / "params.yaml").read_text())
     for stage, values in TINY.items():
         params[stage].update(values)
@@ -94,7 +99,7 @@ def test_predict_labels_a_new_conversation_without_retraining(project):
     dest, _ = project
     folder = _conversation(dest)
     before = (dest / "data" / "models" / "dimmn.pt").read_bytes()
-    out = run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {folder}/pred.csv", dest)
+    out = run(f"python -m pipeline predict --run data/models --clips {folder} --csv {folder}/turns.csv --out {folder}/pred.csv", dest)
     table = __import__("pandas").read_csv(folder / "pred.csv")
     assert len(table) == 3 and set(table["predicted"]) <= {"neutral", "happy", "sad", "angry"}
     probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
@@ -109,14 +114,14 @@ def test_predict_refuses_other_feature_settings(project):
     params["audio"]["feature_set"] = "emobase"
     (dest / "other.yaml").write_text(yaml.safe_dump(params))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(dest))
-    done = subprocess.run(f"python -m pipeline predict --params other.yaml --clips {folder} --csv {folder}/turns.csv",
+    done = subprocess.run(f"python -m pipeline predict --run data/models --params other.yaml --clips {folder} --csv {folder}/turns.csv",
                           cwd=dest, env=env, shell=True, capture_output=True, text=True)
     assert done.returncode == 2
     assert re.search(r"audio.feature_set is 'emobase' here but '(ComParE_2016|eGeMAPSv02)' in the run", done.stderr)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["text"]["epochs"], params["audio"]["folds"] = 50, 3   # how parts were trained: they change no feature
     (dest / "other.yaml").write_text(yaml.safe_dump(params))
-    done = subprocess.run(f"python -m pipeline predict --params other.yaml --clips {folder} --csv {folder}/turns.csv "
+    done = subprocess.run(f"python -m pipeline predict --run data/models --params other.yaml --clips {folder} --csv {folder}/turns.csv "
                           f"--out {dest}/other.csv", cwd=dest, env=env, shell=True, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -151,7 +156,7 @@ def test_predict_a_real_recording_with_its_subtitles(project, tmp_path):
     clip = shared("clips/facerec_short_hamilton_clip.mp4")
     shutil.copy(clip, tmp_path / "talk.mp4")
     (tmp_path / "talk.srt").write_text(HAMILTON_SRT)
-    out = run(f"python -m pipeline predict --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/talk.srt "
+    out = run(f"python -m pipeline predict --run data/models --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/talk.srt "
               f"--out {tmp_path}/result/talk.csv", dest)
     table = __import__("pandas").read_csv(tmp_path / "result" / "talk.csv")
     assert list(table["speaker"]) == ["Aaron", "Hamilton", "Aaron"] and list(table["start"]) == [0.5, 2.6, 5.2]
@@ -168,7 +173,7 @@ def test_predict_a_recording_alone_transcribes_it_and_writes_csv_page_and_subtit
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["transcribe"]["speakers"] = 2   # the count known (estimating it is bench/transcribe.py's to measure)
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    out = run(f"python -m pipeline predict --params {tmp_path}/p.yaml --video {tmp_path}/talk.mp4 "
+    out = run(f"python -m pipeline predict --run data/models --params {tmp_path}/p.yaml --video {tmp_path}/talk.mp4 "
               f"--out {tmp_path}/result/talk.csv", dest)
     table = __import__("pandas").read_csv(tmp_path / "result" / "talk.csv")
     assert list(table.columns[:8]) == ["utterance_id", "turn", "start", "end", "speaker", "text", "language", "predicted"]
@@ -182,7 +187,7 @@ def test_predict_a_recording_alone_transcribes_it_and_writes_csv_page_and_subtit
     # a person corrects what was heard and runs again with it: the cues are the utterances now
     corrected = srt.replace("S1: ", "Ann: ").replace("S2: ", "Bob: ")
     (tmp_path / "fixed.srt").write_text(corrected)
-    run(f"python -m pipeline predict --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/fixed.srt "
+    run(f"python -m pipeline predict --run data/models --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/fixed.srt "
         f"--out {tmp_path}/again.csv", dest)
     again = __import__("pandas").read_csv(tmp_path / "again.csv")
     assert set(again["speaker"]) == {"Ann", "Bob"} and len(again) == len(table)
@@ -194,7 +199,7 @@ def test_predict_on_silence_is_a_clear_error_and_writes_nothing(project, tmp_pat
     dest, _ = project
     make_recording(tmp_path / "quiet.mp4", RecordingSpec(silent=True))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(dest))
-    done = subprocess.run(f"python -m pipeline predict --video {tmp_path}/quiet.mp4 --out {tmp_path}/q.csv",
+    done = subprocess.run(f"python -m pipeline predict --run data/models --video {tmp_path}/quiet.mp4 --out {tmp_path}/q.csv",
                           cwd=dest, env=env, capture_output=True, text=True, shell=True)
     assert done.returncode == 2 and "quiet.mp4: no speech found" in done.stderr, done.stderr
     assert not list(tmp_path.glob("q.*"))
@@ -205,7 +210,7 @@ def test_predict_refuses_an_out_that_is_not_a_csv(project, tmp_path, out, messag
     dest, _ = project
     folder = _conversation(dest)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(dest))
-    done = subprocess.run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/{out}",
+    done = subprocess.run(f"python -m pipeline predict --run data/models --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/{out}",
                           cwd=dest, env=env, capture_output=True, text=True, shell=True)
     assert done.returncode == 2 and message in done.stderr and not (tmp_path / out).exists()
 
@@ -215,7 +220,7 @@ def test_predict_keeps_transcript_cells_from_becoming_spreadsheet_formulas(proje
     folder = _conversation(dest)
     (folder / "turns.csv").write_text((folder / "turns.csv").read_text().replace("hello there", "=HYPERLINK(1)", 1)
                                       .replace(",A,hello there", ",@B,+1 more", 1))
-    run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/p.csv", dest)
+    run(f"python -m pipeline predict --run data/models --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/p.csv", dest)
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert ",'=HYPERLINK(1)," in lines[1] and ",'@B,'+1 more," in lines[2]
 
@@ -232,6 +237,72 @@ def test_the_pretrained_backbones_rerun_only_their_branches_and_predict_uses_the
         assert record["raw_dim"] == raw_dim and record["dim"] == 8
     assert (dest / "data" / "cache" / "weights" / "whisper-base" / "model.bin").is_file()
     folder = _conversation(dest)
-    run(f"python -m pipeline predict --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/p.csv", dest)
+    run(f"python -m pipeline predict --run data/models --clips {folder} --csv {folder}/turns.csv --out {tmp_path}/p.csv", dest)
     table = __import__("pandas").read_csv(tmp_path / "p.csv")
     assert len(table) == 3 and table["audio_present"].all() and table["visual_present"].all()
+
+
+def test_a_demo_trained_run_says_so_on_the_terminal_and_at_the_top_of_the_page(project):
+    dest, _ = project
+    folder = _conversation(dest)
+    out = run(f"python -m pipeline predict --run data/models --clips {folder} --csv {folder}/turns.csv "
+              f"--out {folder}/demo.csv", dest)
+    assert "trained on the synthetic demo corpus" in out and "Leave out --run" in out
+    page = (folder / "demo.html").read_text()
+    assert 'class="warn"' in page and page.index('class="warn"') < page.index("<h2>")
+    assert "synthetic demo corpus" in page
+
+
+SHIPPED_CLASSES = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
+SHIPPED_COLUMNS = (["start", "end", "speaker", "text", "language", "predicted", "probability"]
+                   + [f"{prefix}{c}" for prefix in ("p_", "text_p_", "face_p_") for c in SHIPPED_CLASSES] + ["face"])
+
+
+def _shipped_checks(table, page: str, out: str):
+    """What every shipped-model prediction holds: the fixed columns, distributions, the model named."""
+    assert [c for c in table.columns if c in SHIPPED_COLUMNS] == SHIPPED_COLUMNS
+    for prefix in ("p_", "text_p_"):
+        probs = table[[f"{prefix}{c}" for c in SHIPPED_CLASSES]].to_numpy()
+        assert abs(probs.sum(1) - 1).max() < 1e-3
+    faces = table[[f"face_p_{c}" for c in SHIPPED_CLASSES]]
+    assert (faces.notna().all(1) == table["face"].notna()).all()   # a face's numbers exactly where a face was read
+    assert set(table["predicted"]) <= set(SHIPPED_CLASSES)
+    assert "synthetic demo" not in out and "trained on MELD" in out and "trained on MELD" in page
+    assert "<script" not in page and not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
+
+
+def test_predict_without_a_run_reads_words_and_the_face_with_the_shipped_model(project, tmp_path):
+    from conftest import shared
+
+    dest, _ = project
+    shutil.copy(shared("clips/facerec_short_hamilton_clip.mp4"), tmp_path / "talk.mp4")
+    (tmp_path / "talk.srt").write_text(HAMILTON_SRT)
+    out = run(f"python -m pipeline predict --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/talk.srt "
+              f"--out {tmp_path}/result/talk.csv", dest)
+    table = __import__("pandas").read_csv(tmp_path / "result" / "talk.csv")
+    page = (tmp_path / "result" / "talk.html").read_text()
+    _shipped_checks(table, page, out)
+    assert table["face"].notna().all()   # one face, on screen throughout
+    assert page.count("data:image/jpeg;base64,") == 3   # the face read for each turn
+    assert 'href="../talk.mp4#t=0.5,2.4"' in page   # opens the recording at the turn (a media fragment)
+    assert 'class="facelane"' in page and page.index("Timeline") < page.index("Turns")
+
+
+def test_predict_without_a_run_on_a_generated_recording_names_the_turns_without_a_face(project, tmp_path):
+    from pipeline.demo.recording import RecordingSpec, make_recording
+    from pipeline.transcripts import subtitles_text
+
+    dest, _ = project
+    truth = make_recording(tmp_path / "talk.mp4", RecordingSpec(speakers=2, turns=4, seed=1))
+    cues = [{"start": t["start"], "end": t["end"], "speaker": t["speaker"], "text": t["text"]} for t in truth["turns"]]
+    (tmp_path / "talk.srt").write_text(subtitles_text(cues))
+    out = run(f"python -m pipeline predict --video {tmp_path}/talk.mp4 --subtitles {tmp_path}/talk.srt "
+              f"--out {tmp_path}/talk.csv", dest)
+    table = __import__("pandas").read_csv(tmp_path / "talk.csv")
+    page = (tmp_path / "talk.html").read_text()
+    _shipped_checks(table, page, out)
+    assert len(table) == 4
+    pictures = page.count("data:image/jpeg;base64,") + page.count(">no face<")
+    assert pictures == 4   # each turn shows the face that was read, or says there was none
+    start, end = table.loc[0, ["start", "end"]]
+    assert f'href="talk.mp4#t={start:.1f},{end:.1f}"' in page

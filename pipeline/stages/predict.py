@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from model.train import load_checkpoint, pick_device, predict_probs
-from pipeline.artifacts import RUN_FILES, atomic_write, check_writable, run_file
+from pipeline.artifacts import PATHS, RUN_FILES, atomic_write, check_writable, run_file
 from pipeline.parts import load_part
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_record, record_path
@@ -26,6 +26,8 @@ from extractors.registry import media_extractor
 from pipeline.stages.media import MediaStage, extract_raw
 from pipeline.stages.text import text_inputs
 from pipeline.store import part_features, store_columns
+from pipeline.stages.ship import CLASS_ORDER, SHIPPED
+from extractors.base import ExtractorError
 
 
 class PredictError(PipelineError):
@@ -167,7 +169,7 @@ def predict_conversation(run, conversation: pd.DataFrame, params: dict, cache_ro
     return out, store, model, blob
 
 
-def conversation_page(store: dict, model, blob: dict, title: str, table: pd.DataFrame) -> str:
+def conversation_page(store: dict, model, blob: dict, title: str, table: pd.DataFrame, warning: str = "") -> str:
     """A new conversation's page: first its timeline (a lane per speaker, each turn coloured by
     its predicted emotion, its words on hover), then the report's dialogue view with attention."""
     from model.explain import explain
@@ -184,7 +186,7 @@ def conversation_page(store: dict, model, blob: dict, title: str, table: pd.Data
     note = ("<p>Each utterance's predicted emotion and probability; the multiview attention of the first level (how "
             "much each modality weighed, per view) and the memory attention over the conversation's other "
             "utterances.</p>")
-    return build_page("Emotions in a conversation", title, sections + [("Conversation", note + browser)])
+    return build_page("Emotions in a conversation", title, sections + [("Conversation", note + browser)], warning)
 
 
 SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -246,6 +248,136 @@ def report_missing(store: dict, modalities) -> None:
                   f"({', '.join(f'{k} {v}' for k, v in counts.items())}); the model read them without it")
 
 
+DEMO_WARNING = ("This run was trained on the synthetic demo corpus (eSpeak voices, drawn faces): its emotions mean "
+                "nothing for a real recording. Leave out --run to use the shipped model, trained on real "
+                "conversations (MELD), with the face read by a network trained on real faces (FER2013).")
+
+
+def demo_trained(run_dir: Path) -> bool:
+    """Whether a run's parts were fitted on the demo corpus alone (its text part's record says)."""
+    record = record_path(run_file(run_dir, "text"))
+    if not record.is_file():
+        return False
+    try:
+        return read_record(run_file(run_dir, "text")).get("datasets") == ["demo"]
+    except PipelineError:
+        return False
+
+
+def on_demo_corpus(conversation: pd.DataFrame) -> bool:
+    """Whether every clip of the conversation is one of the demo corpus's own."""
+    demo = Path(PATHS["demo"]).resolve()
+    media = [Path(m).resolve() for m in conversation["media"].fillna("").astype(str) if m]
+    return bool(media) and all(m.is_relative_to(demo) for m in media)
+
+
+def shipped_prediction(run_dir: Path, conversation: pd.DataFrame, params: dict, cache_root) -> tuple[pd.DataFrame, dict]:
+    """The shipped model's table (columns: module text of ``pipeline.shipped``) and what its page shows."""
+    from pipeline.shipped import combine, face_channel, load_shipped, text_channel
+    from pipeline.stages.ship import CLASS_ORDER
+
+    model = load_shipped(run_dir)
+    text, text_present = text_channel(model, conversation, cache_root)
+    workers = configs("visual", {"workers": (params.get("visual") or {}).get("workers", 1)}, MediaStage).workers
+    face, face_present, infos = face_channel(conversation, cache_root, workers)
+    probs = combine(text, text_present, face, face_present)
+    classes = model.classes
+    table = conversation[["utterance_id", "turn", "start", "end", "speaker", "text"]].reset_index(drop=True)
+    table["language"] = ""
+    known = ~np.isnan(probs).any(1)
+    table["predicted"] = [classes[i] if ok else "" for i, ok in zip(np.nan_to_num(probs).argmax(1), known)]
+    table["probability"] = np.where(known, np.nan_to_num(probs).max(1), np.nan).round(4)
+    columns = {}
+    for prefix, values, present in (("p_", probs, known), ("text_p_", text, text_present), ("face_p_", face, face_present)):
+        for name in CLASS_ORDER:
+            columns[f"{prefix}{name}"] = np.where(present, values[:, classes.index(name)], np.nan).round(4)
+    table = pd.concat([table, pd.DataFrame(columns)], axis=1)
+    table["face"] = [classes[i] if ok else "" for i, ok in zip(np.nan_to_num(face).argmax(1), face_present)]
+    counts = {"text": int(text_present.sum()), "face": int(face_present.sum()), "turns": len(table)}
+    print(f"predict: {model.describe()}")
+    print(f"predict: words read for {counts['text']} of {counts['turns']} turns, a face for {counts['face']}; "
+          f"the label combines both where both were read")
+    return table, {"model": model, "infos": infos, "counts": counts}
+
+
+def media_link(row, page: Path) -> str:
+    """The turn's recording at its time, relative to the page: ``talk.mp4#t=12.3,14.7`` (a media fragment)."""
+    import os
+
+    media = str(row.get("media") or "")
+    if not media:
+        return ""
+    href = Path(os.path.relpath(Path(media).resolve(), page.resolve().parent)).as_posix()
+    start, end = pd.to_numeric(pd.Series([row.get("start"), row.get("end")]), errors="coerce")
+    if pd.notna(start) and pd.notna(end):
+        href += f"#t={start:.1f},{end:.1f}"
+    from urllib.parse import quote
+
+    return quote(href, safe="/#=,.-_~")
+
+
+def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, title: str, page: Path) -> str:
+    """The shipped model's page: the model's line, the timeline (combined emotion per turn, the
+    face's own in a thin lane beneath each speaker), then each turn with the face that was read,
+    what the words and the face said, and a link that opens the recording at that time."""
+    from pipeline.report import Html, build_page, esc, table as html_table, timeline
+
+    rows, turns = [], []
+    for i, row in table.iterrows():
+        source = conversation.iloc[i]
+        href = media_link(source, page)
+        span = _span(row)
+        words = max(CLASS_ORDER, key=lambda c: row[f"text_p_{c}"]) if pd.notna(row["text_p_neutral"]) else ""
+        rows.append({
+            "time": Html(f'<a href="{esc(href)}">{esc(span)}</a>') if href else span,
+            "speaker": row["speaker"],
+            "face read": _thumbnail(row, source, shown["infos"][i]),
+            "text": row["text"],
+            "the words say": f"{words} {row[f'text_p_{words}']:.2f}" if words else "–",
+            "the face says": f"{row['face']} {row['face_p_' + row['face']]:.2f}" if row["face"] else "–",
+            "together": f"{row['predicted']} {row['probability']:.2f}" if row["predicted"] else "–"})
+        times = pd.to_numeric(pd.Series([row["start"], row["end"]]), errors="coerce")
+        if row["predicted"] and times.notna().all():
+            turns.append({"speaker": row["speaker"], "start": float(times[0]), "end": float(times[1]),
+                          "predicted": row["predicted"], "probability": row["probability"], "text": row["text"],
+                          "face": row["face"], "href": href})
+    sections = []
+    if turns:
+        sections.append(("Timeline", "<p>One lane per speaker; each turn is coloured by its emotion from the words and "
+                                     "the face together; the thin lane beneath shows what the face alone said. Click a "
+                                     "turn to open the recording there; hover for its words.</p>"
+                         + timeline(turns, list(CLASS_ORDER))))
+    sections.append(("Turns", "<p>Each turn: the face that was read (the speaking face, at the turn's middle), "
+                              "what the words said in their context, what the face said, and the two together "
+                              "(their product over the face network's training prior).</p>" + html_table(rows)))
+    return build_page("Emotions in a conversation", title, sections, model_line=shown["model"].describe())
+
+
+def _thumbnail(row, source, info: dict):
+    """The face read for the turn as a small inline JPEG, or "no face"."""
+    from extractors.visual import face_thumbnail
+    from pipeline.report import Html, jpeg
+
+    picture = None
+    if row["face"] and source["media"]:
+        start, end = (pd.to_numeric(source[k], errors="coerce") for k in ("start", "end"))
+        try:
+            picture = face_thumbnail(source["media"], None if pd.isna(start) else float(start),
+                                     None if pd.isna(end) else float(end), info.get("speaker_x"))
+        except ExtractorError:   # the face was read once already; its picture is a nicety, never a failure
+            picture = None
+    return jpeg(picture, f"face of turn {row['turn']}") if picture else Html('<span class="muted">no face</span>')
+
+
+def _span(row) -> str:
+    from pipeline.report import _clock
+
+    start, end = (pd.to_numeric(row[k], errors="coerce") for k in ("start", "end"))
+    if pd.isna(start) or pd.isna(end):
+        return f"turn {row['turn']}"
+    return f"{_clock(float(start))}–{_clock(float(end))}"
+
+
 def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None, subtitles=None):
     if bool(clips) != bool(csv) or bool(video) == bool(clips) or (subtitles and not video):
         raise PredictError("give --clips and --csv (a folder of clips and its CSV), or --video (with --subtitles "
@@ -259,22 +391,42 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
         paths.pop("srt"), paths.pop("vtt")   # never write over the subtitles the user gave
     check_writable(*paths.values())
     params = load_params(params_path)
+    run_dir = Path(run_dir) if run_dir else SHIPPED
+    from pipeline.shipped import is_shipped
+
+    shipped = is_shipped(run_dir)
     heard = None
     if video and not subtitles:
         conversation, heard = transcribed_conversation(video, params, cache_root)
     else:
         conversation = subtitled_conversation(video, subtitles) if video else read_conversation(clips, csv)
-    table, store, model, blob = predict_conversation(run_dir, conversation, params, cache_root)
+    warning = "" if shipped or not demo_trained(run_dir) or on_demo_corpus(conversation) else DEMO_WARNING
+    if warning:
+        print(f"predict: warning: {warning}")
+    if shipped:
+        table, shown = shipped_prediction(run_dir, conversation, params, cache_root)
+    else:
+        table, store, model, blob = predict_conversation(run_dir, conversation, params, cache_root)
     if heard is not None:
-        table.insert(table.columns.get_loc("text") + 1, "language", heard.info["language"])
+        if "language" in table:
+            table["language"] = heard.info["language"]
+        else:
+            table.insert(table.columns.get_loc("text") + 1, "language", heard.info["language"])
     atomic_write(paths["csv"], lambda handle: spreadsheet_safe(table).to_csv(handle, index=False))
     written = [paths["csv"]]
     if heard is not None:
         written += [heard_subtitles(heard.info["utterances"], paths[k]) for k in ("srt", "vtt")]
     title = f"{video or csv} · run {run_dir}" + (f" · language {heard.info['language']}" if heard is not None else "")
-    written.append(write_page(paths["html"], conversation_page(store, model, blob, title, table)))
-    report_missing(store, model.modalities)
-    shown = table[["turn", "start", "end", "speaker", "predicted", "probability"]]
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if shipped:
+        page = shipped_page(table, conversation, shown, title, paths["html"])
+    else:
+        page = conversation_page(store, model, blob, title, table, warning)
+        report_missing(store, model.modalities)
+    written.append(write_page(paths["html"], page))
+    shown_columns = table[["turn", "start", "end", "speaker", "predicted", "probability"]
+                          + (["face"] if shipped else [])]
+    print(shown_columns.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"predict: {len(table)} utterances -> {', '.join(map(str, written))}")
+    if warning:
+        print(f"predict: warning: {warning}")
     return table
