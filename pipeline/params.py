@@ -103,6 +103,13 @@ def load_params(path=None) -> dict:
     return loaded
 
 
+def params_file(path=None) -> Path | None:
+    """The params file a command reads (an input of every command: no output may be written over it)."""
+    if path is None:
+        return DEFAULT if DEFAULT.is_file() else None
+    return Path(path)
+
+
 def section(name: str, path=None) -> dict:
     value = load_params(path).get(name) or {}
     if not isinstance(value, dict):

@@ -69,7 +69,7 @@ def conversation_rows(video: Path, result, media: str, split: str = "test") -> l
     """A recording's utterances as manifest rows (dialogue = the recording's name)."""
     stem = Path(video).stem
     return [{"dataset": "video", "split": split, "dialogue_id": stem, "utterance_id": f"{stem}_{i:04d}", "turn": i,
-             "speaker": u["speaker"], "text": u["text"], "label": "", "media": media, "start": u["start"],
+             "speaker": one_line(u["speaker"]), "text": one_line(u["text"]), "label": "", "media": media, "start": u["start"],
              "end": u["end"]} for i, u in enumerate(result.info.get("utterances", []))]
 
 
@@ -117,6 +117,12 @@ def label_rows(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, 
     return rows, matched
 
 
+def one_line(text) -> str:
+    """A name or a transcript's words as one line of a subtitle file or a manifest cell: a line
+    break (even from a damaged cache entry) would start another cue, and ``-->`` another time line."""
+    return " ".join(str(text).split()).replace("-->", "->")
+
+
 def _stamp(seconds: float, separator: str) -> str:
     millis = int(round(seconds * 1000))
     hours, millis = divmod(millis, 3_600_000)
@@ -131,8 +137,8 @@ def subtitles_text(utterances: list[dict], vtt: bool = False) -> str:
     for i, u in enumerate(utterances, 1):
         sep = "." if vtt else ","
         times = f"{_stamp(u['start'], sep)} --> {_stamp(u['end'], sep)}"
-        text = " ".join(str(u["text"]).split()).replace("-->", "->")
-        cues.append(f"{times}\n{u['speaker']}: {text}\n" if vtt else f"{i}\n{times}\n{u['speaker']}: {text}\n")
+        text, speaker = one_line(u["text"]), one_line(u["speaker"])
+        cues.append(f"{times}\n{speaker}: {text}\n" if vtt else f"{i}\n{times}\n{speaker}: {text}\n")
     return ("WEBVTT\n\n" if vtt else "") + "\n".join(cues)
 
 
@@ -141,6 +147,17 @@ def write_subtitles(utterances: list[dict], path) -> Path:
 
     text = subtitles_text(utterances, vtt=Path(path).suffix.lower() == ".vtt")
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def heard_subtitles(utterances: list[dict], path: Path, command: str = "predict") -> Path:
+    """What was heard as ``path``; where a different file of that name exists (subtitles a
+    person made or corrected), it is kept and this goes to ``<name>.heard<suffix>`` instead."""
+    path = Path(path)
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") != subtitles_text(
+            utterances, vtt=path.suffix.lower() == ".vtt"):
+        kept, path = path, path.with_suffix(f".heard{path.suffix}")
+        print(f"{command}: {kept} exists and is not what was heard: kept; what was heard -> {path}")
+    return write_subtitles(utterances, path)
 
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:

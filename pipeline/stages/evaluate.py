@@ -13,8 +13,11 @@ from model.train import check_store_fits, load_checkpoint, pick_device, predict_
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
-from pipeline.params import configs, section
+from pipeline.params import configs, params_file, section
 from pipeline.store import load_store
+
+EVALUATE_FILES = ("predictions.csv", "confusion_recall.csv", "confusion_recall.png", "confusion_precision.csv",
+                  "confusion_precision.png")   # beside metrics.json, which has the record
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,10 @@ def run(store_path, checkpoint, out, params_path, split=None):
     split = canonical_split(given)   # dev: valid, as in a manifest
     if split is None:
         raise PipelineError(f"evaluate --split: unknown split {given!r}; expected one of {SPLIT_NAMES}")
+    out = Path(out)
+    check_writable(out / "metrics.json", unrecorded=[out / n for n in EVALUATE_FILES], folders=[out],
+                   inputs=[store_path, checkpoint, params_file(params_path)], stage="evaluate")
     store = load_store(store_path)
-    check_writable(folders=[out])
     model, blob = load_checkpoint(checkpoint, pick_device("auto"))
     check_store_fits(store, blob, store_path, checkpoint)
     classes = blob["classes"]

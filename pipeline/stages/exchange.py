@@ -20,7 +20,7 @@ from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.labels import IEMOCAP_EMOTIONS, MELD_EMOTIONS, MELD_SENTIMENTS
 from pipeline.lineage import write_record
-from pipeline.params import configs, section
+from pipeline.params import configs, params_file, section
 from pipeline.store import MODALITIES, check_store, load_store, save_store, write_npz
 
 PICKLE_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "videoVisual",
@@ -256,6 +256,7 @@ def import_mosi(folder) -> dict:
 
 
 FORMATS = ("npz", "csv", "pickle")
+EXPORT_SUFFIX = {"npz": "npz", "csv": "csv", "pickle": "pkl"}   # each format's file: features.<suffix>
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,8 @@ def run_export(store_path, out, params_path, formats=None, layout=None):
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExchangeError(f"export: unknown format(s) {unknown}; known: {list(FORMATS)}")
-    check_writable(folders=[out])
+    check_writable(*(Path(out) / f"features.{EXPORT_SUFFIX[f]}" for f in formats), folders=[out],
+                   inputs=[store_path, params_file(params_path)], stage="export")
     written = export_store(load_store(store_path), out, formats, source=store_path, layout=layout)
     for path in written:
         print(f"export: {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -280,7 +282,7 @@ def run_export(store_path, out, params_path, formats=None, layout=None):
 
 
 def run_import(fmt, src, out, classes=None):
-    check_writable(out)
+    check_writable(out, inputs=[src], stage="import")
     store = import_pickle(src, classes) if fmt == "pickle" else import_mosi(src)
     check_store(store, src)   # named by the file it came from (a dialogue in trainVid and testVid: its ids twice)
     save_store(store, out, "import", {"format": fmt, "src": str(src)}, inputs=[src])
