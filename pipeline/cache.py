@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from extractors.base import ExtractorError, Result
+from extractors.base import ExtractorError, Result, parallel_workers
 from pipeline.artifacts import atomic_write
 from pipeline.lineage import file_hash
 
@@ -206,6 +206,7 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
         # absolute: a worker (a Dask one above all) may run in another folder than this process
         clips.setdefault(key, (key, os.path.abspath(row.media), start, end))   # the same clip twice: once
     pending = [job for key, job in clips.items() if not cache.path(key).is_file()]
+    workers = parallel_workers(workers, len(pending))
     uncached = {}
     if pending:
         here = build_extractor(factory)   # a bad setting fails now, before any worker or cluster

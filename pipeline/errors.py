@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import time
 
 from extractors.base import ExtractorError
@@ -23,6 +24,17 @@ class ParamsError(PipelineError):
 
 
 USER_ERRORS = (PipelineError, ExtractorError, ModelError)
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 12
+_SHORT.maxlevel = 3
+
+
+def shown(value) -> str:
+    """``repr(value)`` for an error message, shortened: a value a user wrote may be huge (a YAML
+    alias bomb printed a 72 MB line), and the line only needs to say which it is."""
+    return _SHORT.repr(value)
 
 
 def tell_torchrun(line: str) -> None:

@@ -1,0 +1,230 @@
+"""Settings with a range, work in proportion, and readers that take what a user means (issue 32,
+sections 2, 3 and 5): each case gave a silent wrong result, a hang, or a false error before."""
+import pickle
+import time
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import ParamsError, PipelineError
+from test_model import make_store
+
+
+def _cli(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def section_configs():
+    """Every params section and the configs its stage builds from it."""
+    from extractors.audio import AudioConfig
+    from extractors.speech import TranscribeConfig
+    from extractors.visual import VisualConfig
+    from model.dimmn import ModelConfig
+    from model.train import TrainConfig
+    from pipeline.crossfit import CrossFitting
+    from pipeline.demo.corpus import DemoConfig
+    from pipeline.stages import text
+    from pipeline.stages.demo import DemoStage
+    from pipeline.stages.evaluate import EvaluateConfig
+    from pipeline.stages.exchange import ExportConfig
+    from pipeline.stages.ingest import HoldoutConfig
+    from pipeline.stages.media import Cnn3dTraining, MediaStage
+    from pipeline.stages.report import ReportConfig
+    from pipeline.transcripts import TranscribeStage
+
+    return {"demo": (DemoConfig, DemoStage), "ingest": (HoldoutConfig,), "transcribe": (TranscribeConfig, TranscribeStage),
+            "text": text.CONFIGS, "audio": (AudioConfig, MediaStage, CrossFitting),
+            "visual": (VisualConfig, MediaStage, CrossFitting, Cnn3dTraining), "export": (ExportConfig,),
+            "model": (ModelConfig,), "train": (TrainConfig,), "evaluate": (EvaluateConfig,), "report": (ReportConfig,)}
+
+
+def test_every_number_in_params_has_a_range():
+    """transcribe.window_s had none (0 and -5 were taken, and two speakers became one): every
+    number any section reads is checked against a range, by its name or section.name."""
+    from pipeline.params import LIMITS, SECTIONS
+
+    numeric = (int, float, int | None, float | None)
+    unbounded = []
+    for name, classes in section_configs().items():
+        assert name in SECTIONS
+        for cls in classes:
+            hints = typing.get_type_hints(cls)
+            for f in fields(cls):
+                if hints[f.name] in numeric and f.name not in LIMITS and f"{name}.{f.name}" not in LIMITS:
+                    unbounded.append(f"{name}.{f.name}")
+    assert not unbounded, unbounded
+
+
+@pytest.mark.parametrize("section, values, words", [
+    ("transcribe", {"window_s": 0}, "window_s: 0 is out of range"),
+    ("transcribe", {"window_s": -5}, "window_s: -5 is out of range"),
+    ("transcribe", {"speakers": 100, "max_speakers": 8}, "speakers 100 is more than max_speakers 8"),
+    ("transcribe", {"cpu_threads": 4096}, "cpu_threads: 4096 is out of range"),
+    ("transcribe", {"workers": 100000}, "workers: 100000 is out of range"),
+    ("audio", {"workers": 100000}, "workers: 100000 is out of range"),
+    ("demo", {"workers": 100000}, "workers: 100000 is out of range"),
+    ("demo", {"fps": 100000}, "fps: 100000 is out of range"),
+    ("demo", {"sample_rate": 1}, "sample_rate 1: give one of AAC's rates"),
+    ("demo", {"sample_rate": 100}, "sample_rate 100: give one of AAC's rates"),
+])
+def test_a_setting_out_of_range_is_refused_before_work(section, values, words):
+    from pipeline.params import configs
+
+    with pytest.raises(ParamsError, match=words):
+        configs(section, values, *section_configs()[section])
+
+
+def test_export_with_no_format_is_an_error_not_nothing_written(tmp_path, capsys):
+    np.savez(tmp_path / "store.npz", **make_store())
+    (tmp_path / "p.yaml").write_text("export: {formats: []}\n")
+    code, err = _cli(["export", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+                      "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "names no format" in err, err
+
+
+def test_workers_are_capped_at_the_work_and_the_cores():
+    """transcribe --workers 64 on one recording loaded 64 Whisper models for one to use."""
+    from extractors.base import parallel_workers, usable_cores
+
+    assert parallel_workers(64, 1) == 1
+    assert parallel_workers(64, 0) == 1
+    assert parallel_workers(2, 100) == min(2, usable_cores())
+    assert parallel_workers(64, 100) == min(64, usable_cores())
+
+
+def test_a_pickle_of_shared_references_is_refused_before_it_is_walked(tmp_path, capsys):
+    """A 35 KB pickle standing for billions of values took 4 GB and 34 s before its error."""
+    level = [0.5] * 100
+    for _ in range(5):   # 100**6 values written out, a few KB as a pickle
+        level = [level] * 100
+    bomb = (level,) * 9
+    (tmp_path / "bomb.pkl").write_bytes(pickle.dumps(bomb, protocol=4))
+    start = time.time()
+    code, err = _cli(["import", "--format", "pickle", "--src", str(tmp_path / "bomb.pkl"),
+                      "--out", str(tmp_path / "s.npz")], capsys)
+    assert code == 2 and "through shared references" in err and time.time() - start < 20, err
+    looped = []
+    looped.append(looped)   # a list inside itself: walking it never ends
+    (tmp_path / "loop.pkl").write_bytes(pickle.dumps((looped,) * 9, protocol=4))
+    code, err = _cli(["import", "--format", "pickle", "--src", str(tmp_path / "loop.pkl"),
+                      "--out", str(tmp_path / "s.npz")], capsys)
+    assert code == 2 and "through shared references" in err, err
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path, capsys):
+    """A 459-byte params file printed a 72 MB error line."""
+    (tmp_path / "p.yaml").write_text("model:\n  " + BOMB.replace("\n", "\n  ") + "\n")
+    code, err = _cli(["train", "--params", str(tmp_path / "p.yaml")], capsys)
+    assert code == 2 and "expands to more than" in err and len(err) < 400, err[:400]
+    (tmp_path / "q.yaml").write_text("model:\n  d: " + "x" * 100_000 + "\n")   # a long value, quoted shortened
+    code, err = _cli(["train", "--params", str(tmp_path / "q.yaml")], capsys)
+    assert code == 2 and "model.d" in err and len(err) < 400, err[:400]
+    (tmp_path / "r.yaml").write_text("train:\n  " + "\n  ".join(f"k{i}: 1" for i in range(3000)) + "\n")
+    code, err = _cli(["train", "--params", str(tmp_path / "r.yaml")], capsys)   # 3000 unknown keys, named briefly
+    assert code == 2 and "unknown key(s)" in err and len(err) < 2000, err[:400]
+
+
+def test_yes_no_on_off_are_words_not_booleans(tmp_path):
+    """`transcribe.language: no` (Norwegian) was read by YAML 1.1 as false and refused."""
+    from pipeline.params import configs, load_params
+    from pipeline.transcripts import transcribe_configs
+
+    (tmp_path / "p.yaml").write_text("transcribe: {language: no}\ntext: {finetune: true}\n")
+    params = load_params(tmp_path / "p.yaml")
+    assert params["transcribe"]["language"] == "no" and params["text"]["finetune"] is True
+    assert transcribe_configs(params["transcribe"])[0].language == "no"
+    (tmp_path / "q.yaml").write_text("transcribe: {language: off}\n")   # a word, then Whisper's list decides
+    with pytest.raises(ParamsError, match="'off' is not auto or a language code"):
+        transcribe_configs(load_params(tmp_path / "q.yaml")["transcribe"])
+    (tmp_path / "r.yaml").write_text("report: {dialogues: yes}\n")
+    with pytest.raises(ParamsError, match="'yes' is not an integer"):
+        configs("report", load_params(tmp_path / "r.yaml")["report"], *section_configs()["report"])
+
+
+@pytest.mark.parametrize("given", ["TEST", " Test ", "test"])
+def test_evaluate_reads_a_split_in_any_case(given, tmp_path, capsys):
+    np.savez(tmp_path / "store.npz", **make_store())
+    (tmp_path / "p.yaml").write_text(f"evaluate: {{split: '{given}'}}\n")
+    code, err = _cli(["evaluate", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+                      "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "eval")], capsys)
+    assert code == 2 and "none.pt: model checkpoint not found" in err, err   # past the split, to the missing model
+    (tmp_path / "p.yaml").write_text("evaluate: {split: holdout}\n")
+    code, err = _cli(["evaluate", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+                      "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "eval")], capsys)
+    assert code == 2 and "params evaluate.split: unknown split 'holdout'" in err, err
+
+
+def test_a_store_with_a_modality_of_no_columns_is_refused(tmp_path, capsys):
+    """A store whose visual matrix had 0 columns trained to exit 0."""
+    store = make_store()
+    store["visual"] = np.zeros((len(store["label"]), 0), np.float32)
+    np.savez(tmp_path / "store.npz", **store)
+    (tmp_path / "p.yaml").write_text("model: {d: 16, K: 3, L: 2}\ntrain: {epochs: 1}\n")
+    code, err = _cli(["train", "--params", str(tmp_path / "p.yaml"), "--store", str(tmp_path / "store.npz"),
+                      "--checkpoint", str(tmp_path / "m.pt"), "--history", str(tmp_path / "h.csv"),
+                      "--summary", str(tmp_path / "s.json")], capsys)
+    assert code == 2 and "the visual matrix has no columns" in err, err
+    from pipeline.store import save_store
+    with pytest.raises(PipelineError, match="the visual matrix has no columns"):   # nor written
+        save_store(store, tmp_path / "s2.npz", "import", {})
+
+
+@pytest.mark.parametrize("times, start, end", [
+    ("00:00:00,5 --> 00:00:02,25", 0.5, 2.25),
+    ("00:00:01,05 --> 00:00:02,7", 1.05, 2.7),
+    ("00:00:01,500 --> 00:00:02,000", 1.5, 2.0),
+    ("00:01.5 --> 00:02.25", 1.5, 2.25),
+])
+def test_subtitle_times_with_short_fractions_read_as_players_read_them(times, start, end, tmp_path):
+    """00:00:00,5 --> 00:00:02,25 was read as 0.005-2.025 s."""
+    from pipeline.subtitles import read_cues
+
+    suffix = ".vtt" if times.count(":") == 2 else ".srt"
+    head = "WEBVTT\n\n" if suffix == ".vtt" else "1\n"
+    (tmp_path / f"t{suffix}").write_text(f"{head}{times}\nAnn: hello there\n")
+    cues, _ = read_cues(tmp_path / f"t{suffix}")
+    assert [(round(c["start"], 3), round(c["end"], 3), c["line"]) for c in cues] == [(start, end, 2 if head == "1\n" else 3)]
+
+
+@pytest.mark.parametrize("space", ["\u00a0", " ", "\u200b", "\ufeff", "\t"])
+def test_spaces_of_any_kind_around_a_header_name_are_not_part_of_it(space, tiny_corpus, tmp_path):
+    """A no-break space before `dataset` made another column: the user's dataset was replaced."""
+    from pipeline.manifest import read_generic
+
+    root, manifest = tiny_corpus
+    rows = "\n".join(f"mine,{r.split},{r.dialogue_id},{r.utterance_id},{r.turn},{r.speaker},{r.text},{r.label},{r.media}"
+                     for r in manifest.itertuples())
+    (tmp_path / "m.csv").write_text(f"{space}dataset,split,dialogue_id,utterance_id,turn,speaker{space},text,label,"
+                                    f"media\n{rows}\n")
+    frame = read_generic(tmp_path / "m.csv", root)
+    assert set(frame["dataset"]) == {"mine"} and frame["speaker"].tolist() == manifest["speaker"].tolist()
+
+
+def test_a_header_name_twice_after_spaces_is_an_error(tmp_path):
+    from pipeline.manifest import ManifestError, read_csv_any_encoding
+
+    (tmp_path / "m.csv").write_text("label,\u00a0label,text\na,b,c\n")
+    with pytest.raises(ManifestError, match=r"line 1: column\(s\) \['label'\] named more than once"):
+        read_csv_any_encoding(tmp_path / "m.csv")
+
+
+def test_a_name_is_one_line_in_subtitles_and_manifest_rows():
+    from extractors.base import Result
+    from pipeline.transcripts import conversation_rows, subtitles_text
+
+    turns = [{"start": 0.0, "end": 1.0, "speaker": "A\r\nB", "text": "one\ntwo --> three"}]
+    text = subtitles_text(turns)
+    assert text == "1\n00:00:00,000 --> 00:00:01,000\nA B: one two -> three\n"
+    rows = conversation_rows(Path("talk.mp4"), Result(None, {"utterances": turns}), "talk.mp4")
+    assert rows[0]["speaker"] == "A B" and "\n" not in rows[0]["text"]
