@@ -118,6 +118,12 @@ def test_a_pickle_of_shared_references_is_refused_before_it_is_walked(tmp_path, 
     assert code == 2 and "through shared references" in err, err
 
 
+def _elsewhere(tmp_path):
+    """Every path train reads and writes, in tmp_path (never the working folder's data/)."""
+    return ["--store", str(tmp_path / "store.npz"), "--checkpoint", str(tmp_path / "m.pt"),
+            "--history", str(tmp_path / "h.csv"), "--summary", str(tmp_path / "s.json")]
+
+
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
 
@@ -125,13 +131,13 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path, capsys):
     """A 459-byte params file printed a 72 MB error line."""
     (tmp_path / "p.yaml").write_text("model:\n  " + BOMB.replace("\n", "\n  ") + "\n")
-    code, err = _cli(["train", "--params", str(tmp_path / "p.yaml")], capsys)
+    code, err = _cli(["train", "--params", str(tmp_path / "p.yaml"), *_elsewhere(tmp_path)], capsys)
     assert code == 2 and "expands to more than" in err and len(err) < 400, err[:400]
     (tmp_path / "q.yaml").write_text("model:\n  d: " + "x" * 100_000 + "\n")   # a long value, quoted shortened
-    code, err = _cli(["train", "--params", str(tmp_path / "q.yaml")], capsys)
+    code, err = _cli(["train", "--params", str(tmp_path / "q.yaml"), *_elsewhere(tmp_path)], capsys)
     assert code == 2 and "model.d" in err and len(err) < 400, err[:400]
     (tmp_path / "r.yaml").write_text("train:\n  " + "\n  ".join(f"k{i}: 1" for i in range(3000)) + "\n")
-    code, err = _cli(["train", "--params", str(tmp_path / "r.yaml")], capsys)   # 3000 unknown keys, named briefly
+    code, err = _cli(["train", "--params", str(tmp_path / "r.yaml"), *_elsewhere(tmp_path)], capsys)   # 3000 unknown keys, named briefly
     assert code == 2 and "unknown key(s)" in err and len(err) < 2000, err[:400]
 
 

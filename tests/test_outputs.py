@@ -120,7 +120,8 @@ def test_another_stages_output_is_not_written_over(folder, capsys):
     (folder / "text.pt").write_bytes(b"a part")
     (folder / "text.pt.meta.json").write_text(json.dumps({"stage": "text"}))
     code, err = _cli(["train", "--params", str(folder / "params.yaml"), "--store", str(folder / "store.npz"),
-                      "--checkpoint", str(folder / "text.pt")], capsys)
+                      "--checkpoint", str(folder / "text.pt"), "--history", str(folder / "h.csv"),
+                      "--summary", str(folder / "s.json")], capsys)
     assert code == 2 and "is the text stage's output" in err, err
     assert (folder / "text.pt").read_bytes() == b"a part"
 
