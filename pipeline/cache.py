@@ -13,6 +13,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -111,6 +112,13 @@ def build_extractor(factory, where: str = "the stage process"):
 
 
 _WORKER = {}
+
+
+def _start_worker(factory, cache_root):
+    """A pool worker: Ctrl-C is the parent's to handle (it stops the pool and says how to resume);
+    each worker's own KeyboardInterrupt printed a traceback per process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(factory, cache_root)
 
 
 def _init_worker(factory, cache_root):
@@ -226,7 +234,7 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
             # the server imports the extractor's module once; each worker forked from it starts warm
             context.set_forkserver_preload([getattr(factory, "func", factory).__module__])
             # one clip per task: clips differ tenfold in length, and chunks of them left one worker idle
-            with context.Pool(workers, _init_worker, (factory, cache_root)) as pool:
+            with context.Pool(workers, _start_worker, (factory, cache_root)) as pool:
                 for done in pool.imap_unordered(_run_one, pending):
                     _keep(uncached, done)
                     bar.update()

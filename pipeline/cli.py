@@ -179,6 +179,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except KeyboardInterrupt:   # Ctrl-C: one line saying how to go on, not a traceback
+        if args.debug:
+            raise
+        line = f"{args.command}: interrupted; {RESUME.get(args.command, RESUME[None])}"
+        print(f"\nerror: {line}", file=sys.stderr)
+        tell_torchrun(line)
+        return 130
     except USER_ERRORS as exc:
         if args.debug:
             raise
@@ -202,6 +209,18 @@ def main(argv=None) -> int:
         tell_torchrun(line)
         return 2
     return 0
+
+
+CACHED = "run the same command again: what was finished is cached and not done again"
+RESUME = {
+    "train": "run it again with train.resume: true (params) to go on after the last finished epoch "
+             "(<checkpoint>.last); as it is, it starts over",
+    "transcribe": CACHED + " (each finished recording)",
+    "audio": CACHED + " (each finished clip)", "visual": CACHED + " (each finished clip)",
+    "ingest": CACHED + " (for videos: each finished transcript)", "predict": CACHED + " (features, transcripts)",
+    "text": CACHED + " (the cross-fitting folds)",
+    None: "each output is written whole or not at all: run the same command again",
+}
 
 
 def out_of_memory(exc: BaseException) -> bool:

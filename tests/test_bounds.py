@@ -234,3 +234,72 @@ def test_a_name_is_one_line_in_subtitles_and_manifest_rows():
     assert text == "1\n00:00:00,000 --> 00:00:01,000\nA B: one two -> three\n"
     rows = conversation_rows(Path("talk.mp4"), Result(None, {"utterances": turns}), "talk.mp4")
     assert rows[0]["speaker"] == "A B" and "\n" not in rows[0]["text"]
+
+
+def test_an_empty_or_foreign_part_file_is_one_line(tmp_path):
+    """An empty part file in a run folder was an IndexError (pipeline/parts.py:31)."""
+    import torch
+
+    from pipeline.parts import load_part
+
+    (tmp_path / "audio.pt").write_bytes(b"")
+    with pytest.raises(PipelineError, match="audio.pt: not a fitted part this pipeline wrote"):
+        load_part(tmp_path / "audio.pt")
+    arrays = {"mean": torch.zeros(4, dtype=torch.float64), "scale": torch.ones(4, dtype=torch.float64),
+              "components": torch.zeros(2, 4, dtype=torch.float64), "pca_mean": torch.zeros(4, dtype=torch.float64),
+              "whiten_scale": torch.ones(2, dtype=torch.float64)}
+    for state, words in [({"method": "zca", "dim": 2, "seed": 0, "arrays": arrays}, "'zca' is not a valid"),
+                         ({"method": "pca", "dim": 2, "seed": 0, "arrays": dict(arrays, components=torch.zeros(2, 3))},
+                          "the PCA arrays do not fit together"),
+                         ({"method": "pca", "dim": 2, "seed": 0, "arrays": dict(arrays, scale=torch.ones(5))},
+                          "mean and scale"),
+                         ({"method": "kbest", "dim": 2, "seed": 0, "arrays": {
+                             "mean": arrays["mean"], "scale": arrays["scale"], "keep": torch.tensor([0, 9])}},
+                          "the kept columns"),
+                         ({"method": "pca", "dim": 2, "seed": 0}, "'arrays'")]:
+        torch.save({"kind": "reducer", "state": state}, tmp_path / "audio.pt")
+        with pytest.raises(PipelineError, match=f"cannot be rebuilt .*{words}"):
+            load_part(tmp_path / "audio.pt")
+    torch.save({"kind": "zca", "state": {}}, tmp_path / "audio.pt")
+    with pytest.raises(PipelineError, match="unknown fitted part 'zca'"):
+        load_part(tmp_path / "audio.pt")
+
+
+@pytest.mark.parametrize("config", [{"H": 0}, {"K": 0}, {"d": -1}, {"R": 0}, {"window_size": -2}, {"L": True}])
+def test_a_checkpoint_with_sizes_out_of_range_is_one_line(config, tmp_path, capsys):
+    """A checkpoint with H: 0 was an UnboundLocalError in model/dimmn.py."""
+    import torch
+
+    from model.dimmn import ModelConfig
+    from dataclasses import asdict
+
+    blob = {"model_config": dict(asdict(ModelConfig(d=16, K=3, L=2)), **config), "dims": {"text": 12, "audio": 8,
+            "visual": 10}, "classes": ["c0", "c1", "c2"], "model": {}}
+    torch.save(blob, tmp_path / "m.pt")
+    (tmp_path / "none.yaml").write_text("{}\n")
+    np.savez(tmp_path / "store.npz", **make_store())
+    code, err = _cli(["evaluate", "--params", str(tmp_path / "none.yaml"), "--store", str(tmp_path / "store.npz"),
+                      "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "eval")], capsys)
+    assert code == 2 and "m.pt: not a DIMMN checkpoint this pipeline wrote (model sizes" in err, err
+
+
+def test_ctrl_c_in_train_is_one_line_that_says_how_to_resume(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    np.savez(tmp_path / "store.npz", **make_store(n_dialogues=40))
+    (tmp_path / "p.yaml").write_text("model: {d: 16, K: 3, L: 2}\ntrain: {epochs: 100000, patience: 100000}\n")
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "train", "--params", str(tmp_path / "p.yaml"),
+                                "--store", str(tmp_path / "store.npz"), "--checkpoint", str(tmp_path / "m.pt"),
+                                "--history", str(tmp_path / "h.csv"), "--summary", str(tmp_path / "s.json")],
+                               cwd=root, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "m.pt.last").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert process.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert lines == [lines[0]] and "train.resume: true" in lines[0], err[-2000:]
