@@ -95,26 +95,56 @@ def labels_by_time(path) -> pd.DataFrame:
     if (frame["end"] <= frame["start"]).any():
         line = int((frame["end"] <= frame["start"]).to_numpy().nonzero()[0][0]) + 2
         raise ManifestError(f"{path}: line {line}: end is not after start")
+    for column in ("dialogue", "label", "split"):   # ' happy' is happy, as in a manifest
+        if column in frame.columns:
+            frame[column] = frame[column].str.strip()
+    frame["line"] = frame.index + 2
     return frame
 
 
-def label_rows(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Each utterance takes the label (and split) of the labelled span of its dialogue that
-    overlaps it most, if that covers at least half of it. Returns the rows and how many matched."""
+def match_dialogues(path, labels: pd.DataFrame, videos) -> tuple[pd.DataFrame, list[str]]:
+    """The labels' dialogues as the recordings' names: ``talk`` or the file name ``talk.mp4``
+    (spaces around either stripped on reading). Rows that name no recording are dropped, each
+    named in the returned notes (a typo, ``tlak`` or ``Talk``, was dropped without a word)."""
+    stems = {Path(v).stem for v in videos}
+    names = {Path(v).name: Path(v).stem for v in videos}
+    labels = labels.assign(dialogue=[names.get(d, d) for d in labels["dialogue"]])
+    unmatched = labels[~labels["dialogue"].isin(stems)]
+    notes = [f"{path}: line {r.line}: dialogue {r.dialogue!r} is no recording here ({', '.join(sorted(stems)[:5])}); "
+             f"its span is not used" for r in unmatched.itertuples()]
+    return labels[labels["dialogue"].isin(stems)], notes
+
+
+def label_rows(rows: pd.DataFrame, labels: pd.DataFrame, path=None) -> tuple[pd.DataFrame, int, list[str]]:
+    """Each utterance takes the label (and split) of the labelled span of its dialogue that fits
+    it best (the most overlap over the union of the two: a 0-20 s span covers a 4.5-7.4 s utterance
+    as fully as its own 4.5-7.4 s span does, but fits it far worse), if that covers at least half of
+    it. Returns the rows, how many matched, and a note per utterance that spans of different labels
+    each covered by half (the conflict, and which label was taken)."""
     rows = rows.copy()
-    matched = 0
+    matched, conflicts = 0, []
     for index, row in rows.iterrows():
         spans = labels[labels["dialogue"] == row["dialogue_id"]]
         if spans.empty:
             continue
         overlap = (spans["end"].clip(upper=row["end"]) - spans["start"].clip(lower=row["start"])).clip(lower=0)
-        best = overlap.idxmax()
-        if overlap[best] >= 0.5 * (row["end"] - row["start"]):
-            rows.at[index, "label"] = spans.at[best, "label"]
-            if "split" in spans.columns and str(spans.at[best, "split"]).strip():
-                rows.at[index, "split"] = spans.at[best, "split"]
-            matched += 1
-    return rows, matched
+        union = spans["end"].clip(lower=row["end"]) - spans["start"].clip(upper=row["start"])
+        covering = overlap >= 0.5 * (row["end"] - row["start"])
+        if not covering.any():
+            continue
+        fit = (overlap / union)[covering]
+        best = fit.idxmax()
+        rows.at[index, "label"] = spans.at[best, "label"]
+        if "split" in spans.columns and str(spans.at[best, "split"]).strip():
+            rows.at[index, "split"] = spans.at[best, "split"]
+        matched += 1
+        others = spans[covering & (spans["label"] != spans.at[best, "label"])]
+        if len(others):
+            conflicts.append(f"{path}: {row['utterance_id']} ({row['start']:.2f}-{row['end']:.2f} s) lies in spans of "
+                             f"different labels: took {spans.at[best, 'label']!r} (line {spans.at[best, 'line']}), "
+                             f"the span that fits it best, over " + ", ".join(
+                                 f"{o.label!r} (line {o.line})" for o in others.itertuples()))
+    return rows, matched, conflicts
 
 
 def one_line(text) -> str:
