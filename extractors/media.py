@@ -133,6 +133,43 @@ def _seek(container, stream, path, start):
             raise CorruptMedia(path, f"cannot seek to {start:.3f}s ({exc})") from exc
 
 
+QUIET_MIX = 0.01   # RMS of a mono mix under which the channels are checked for cancelling (-40 dBFS)
+CANCELLED = 4.0    # a channel this many times louder than the mix: the mix cancelled (lost > 90 % of it)
+
+
+def _rms(signal: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))) if signal.size else 0.0
+
+
+def _decode_audio(path, start, end, sample_rate: int, layout: str | None):
+    """(samples, the first frame's time, the track's channel count): ``layout`` mono gives one
+    signal (as libswresample mixes it), None one signal per channel (channels, samples)."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise NoAudioStream(path, "has no audio track")
+        stream = container.streams.audio[0]
+        channels = stream.codec_context.channels or 1
+        _check_in_clip(container, path, start)
+        _seek(container, stream, path, start)
+        resampler = av.AudioResampler(format="fltp" if layout is None else "flt", layout=layout, rate=sample_rate)
+        chunks, first_time = [], None
+        try:
+            for frame in container.decode(stream):
+                if first_time is None:
+                    first_time = float(frame.time) if frame.time is not None else 0.0
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray() if layout is None else out.to_ndarray().reshape(-1))
+                if end is not None and frame.time is not None and frame.time > end:
+                    break
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray() if layout is None else out.to_ndarray().reshape(-1))
+        except av.FFmpegError as exc:
+            raise CorruptMedia(path, f"audio cannot be decoded ({exc})") from exc
+    if not chunks:
+        raise CorruptMedia(path, "audio track holds no decodable samples")
+    return np.concatenate(chunks, axis=-1).astype(np.float32), first_time, channels
+
+
 def load_audio(path, start: float | None = None, end: float | None = None,
                sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The clip's first audio track as mono float32 in [-1, 1] at ``sample_rate``.
@@ -140,29 +177,14 @@ def load_audio(path, start: float | None = None, end: float | None = None,
     ``start``/``end`` (seconds) cut a segment; ``None`` means the start/end of the file.
     """
     _check_segment(path, start, end)
-    with _open(path) as container:
-        if not container.streams.audio:
-            raise NoAudioStream(path, "has no audio track")
-        stream = container.streams.audio[0]
-        _check_in_clip(container, path, start)
-        _seek(container, stream, path, start)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks, first_time = [], None
-        try:
-            for frame in container.decode(stream):
-                if first_time is None:
-                    first_time = float(frame.time) if frame.time is not None else 0.0
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-                if end is not None and frame.time is not None and frame.time > end:
-                    break
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        except av.FFmpegError as exc:
-            raise CorruptMedia(path, f"audio cannot be decoded ({exc})") from exc
-    if not chunks:
-        raise CorruptMedia(path, "audio track holds no decodable samples")
-    signal = np.concatenate(chunks).astype(np.float32)
+    signal, first_time, channels = _decode_audio(path, start, end, sample_rate, "mono")
+    if channels > 1 and _rms(signal) < QUIET_MIX:
+        # Channels that cancel when mixed (one of them inverted) left "no speech found": where the
+        # mix lost nearly all of the channels' energy, the louder channel is the signal.
+        both, _, _ = _decode_audio(path, start, end, sample_rate, None)
+        louder = both[int(np.argmax([_rms(c) for c in both]))]
+        if _rms(louder) > CANCELLED * max(_rms(signal), 1e-9):
+            signal = louder
     # The decoder starts at a packet boundary at or before `start`: trim to the exact segment.
     offset = first_time or 0.0
     lo = max(0, int(round(((start or 0.0) - offset) * sample_rate)))

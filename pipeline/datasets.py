@@ -198,7 +198,7 @@ def read_video(root, labels: str | None = None, split: str | None = None, transc
     ``cache``, settings from the ``transcribe`` params section). ``labels``: an optional CSV of
     dialogue, start, end, label (and split), matched to the utterances by time; labelled rows
     default to ``train``, unlabelled ones to ``test`` (for predict and export)."""
-    from pipeline.subtitles import VIDEO_SUFFIXES, videos_in
+    from pipeline.subtitles import RECORDINGS, videos_in
     from pipeline.transcripts import (conversation_rows, label_rows, labels_by_time, match_dialogues,
                                       transcribe as run_transcription)
 
@@ -206,7 +206,7 @@ def read_video(root, labels: str | None = None, split: str | None = None, transc
     videos = videos_in(root)
     _check_unique_stems(videos)
     if not videos:
-        raise ManifestError(f"{root}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+        raise ManifestError(f"{root}: no {RECORDINGS} in the folder")
     results = run_transcription(videos, transcribe or {}, cache)
     rows, skipped = [], []
     for video in videos:

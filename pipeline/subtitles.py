@@ -22,6 +22,8 @@ import pandas as pd
 from pipeline.manifest import COLUMNS, ManifestError, decode_text
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".aac")   # recordings without a picture
+RECORDINGS = f"recording (video: {', '.join(VIDEO_SUFFIXES)}; audio: {', '.join(AUDIO_SUFFIXES)})"
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 TIMESTAMP = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
 CUE_TIMES = re.compile(rf"^\s*({TIMESTAMP})\s+-->\s+({TIMESTAMP})(\s.*)?$")
@@ -163,8 +165,9 @@ def cue_parts(captions, counts: Counter):
 
 
 def videos_in(folder) -> list[Path]:
-    """The videos of a folder, by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    """The recordings of a folder, by name: videos, and audio recordings (a folder of .wav files
+    was "no video in the folder", though one .wav given alone was transcribed)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES + AUDIO_SUFFIXES)
 
 
 def stem_clash(videos) -> tuple[Path, Path] | None:

@@ -303,3 +303,51 @@ def test_ctrl_c_in_train_is_one_line_that_says_how_to_resume(tmp_path):
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert process.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert lines == [lines[0]] and "train.resume: true" in lines[0], err[-2000:]
+
+
+def _wav(path, left, right=None, rate=16000):
+    import wave
+
+    channels = np.stack([left, right], axis=1) if right is not None else left[:, None]
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(channels.shape[1])
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((np.clip(channels, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def test_stereo_whose_channels_cancel_is_read_from_the_louder_channel(tmp_path):
+    """A right channel inverted cancelled the mono mix: "no speech found"."""
+    from extractors.media import load_audio
+
+    t = np.arange(32000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    _wav(tmp_path / "inverted.wav", tone, -tone)
+    _wav(tmp_path / "same.wav", tone, tone)
+    _wav(tmp_path / "mono.wav", tone)
+    inverted, same, mono = (load_audio(tmp_path / f"{n}.wav") for n in ("inverted", "same", "mono"))
+    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))  # noqa: E731
+    assert rms(inverted) > 0.15 and np.abs(inverted - mono).max() < 1e-3
+    assert np.array_equal(same, load_audio(tmp_path / "same.wav"))   # an ordinary mix: as before
+    assert rms(same) > rms(mono)   # libswresample mixes L and R at -3 dB each: louder than one channel
+    segment = load_audio(tmp_path / "inverted.wav", 0.5, 1.0)
+    assert len(segment) == 8000 and rms(segment) > 0.15
+    _wav(tmp_path / "silent.wav", np.zeros(16000), np.zeros(16000))   # silence stays silence
+    assert rms(load_audio(tmp_path / "silent.wav")) == 0
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".m4a"])
+def test_a_folder_of_audio_recordings_is_a_folder_of_recordings(suffix, tmp_path, capsys, monkeypatch):
+    """A folder of .wav, .mp3 or .m4a files was "no video in the folder" (one such file alone worked)."""
+    import pipeline.stages.transcribe as stage
+    from test_outputs import _fake_transcripts
+
+    monkeypatch.setattr(stage, "transcribe", _fake_transcripts)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / f"call{suffix}").write_bytes(b"audio")
+    (tmp_path / "in" / "notes.txt").write_text("not a recording")
+    code, err = _cli(["transcribe", "--root", str(tmp_path / "in"), "--out", str(tmp_path / "out")], capsys)
+    assert code == 0 and (tmp_path / "out" / "call.json").is_file() and not (tmp_path / "out" / "notes.json").exists()
+    (tmp_path / "empty").mkdir()
+    code, err = _cli(["transcribe", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "no recording (video: .mp4" in err and "audio: .wav" in err, err

@@ -14,7 +14,7 @@ from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.lineage import write_record
 from pipeline.params import check_overrides, params_file, section
-from pipeline.subtitles import VIDEO_SUFFIXES, stem_clash, videos_in
+from pipeline.subtitles import RECORDINGS, stem_clash, videos_in
 from pipeline.transcripts import heard_subtitles, transcribe, transcribe_configs
 
 
@@ -27,7 +27,7 @@ def recordings(source) -> list[Path]:
         raise PipelineError(f"{source}: no such video or folder")
     videos = videos_in(source)
     if not videos:
-        raise PipelineError(f"{source}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+        raise PipelineError(f"{source}: no {RECORDINGS} in the folder")
     clash = stem_clash(videos)
     if clash:   # else the second's JSON, SRT and VTT overwrite the first's
         first, second = clash
