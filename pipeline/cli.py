@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from pipeline.errors import USER_ERRORS, tell_torchrun
+    from pipeline.errors import USER_ERRORS, error_line, tell_torchrun
 
     args = build_parser().parse_args(argv)
     try:
@@ -190,8 +190,8 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         if not getattr(exc, "reported", False):   # a torchrun rank that said it already (model.train.together)
-            print(f"error: {exc}", file=sys.stderr)
-        tell_torchrun(str(exc))
+            print(f"error: {error_line(exc)}", file=sys.stderr)
+        tell_torchrun(error_line(exc))
         return 2
     except OSError as exc:   # a folder made read-only mid-run, a full disk: name the file, no traceback
         if args.debug:

@@ -351,3 +351,13 @@ def test_a_folder_of_audio_recordings_is_a_folder_of_recordings(suffix, tmp_path
     (tmp_path / "empty").mkdir()
     code, err = _cli(["transcribe", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "no recording (video: .mp4" in err and "audio: .wav" in err, err
+
+
+def test_an_error_quoting_a_huge_value_is_still_one_short_line(tmp_path, capsys):
+    """Any message quoting what a user wrote (here a 100 KB CSV cell) is cut in the middle."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "manifest.csv").write_text("dataset,split,dialogue_id,utterance_id,turn,speaker,text,label,media\n"
+                                                 f"x,{'s' * 100_000},d,u,0,A,hi,happy,a.mp4\n")
+    code, err = _cli(["ingest", "--format", "generic", "--root", str(tmp_path / "d"), "--out", str(tmp_path / "m.csv")],
+                     capsys)
+    assert code == 2 and len(err) <= 2100 and "manifest.csv" in err and " ... " in err, err[:300]
