@@ -90,6 +90,7 @@ CASES = {
     "report over its store": (["report", "--store", "{d}/store.npz", "--out", "{d}/store.npz", "--checkpoint",
                                "{d}/m.pt", "--eval", "{d}/eval", "--history", "{d}/h.csv", "--summary", "{d}/s.json",
                                "--features", "{d}"], "is an input"),
+    "demo over its params": (["demo", "--out", "{d}", "--params", "{d}/corpus.json"], "is an input"),
     "transcribe over the file it was given": (["transcribe", "--root", "{d}/notes.json", "--out", "{d}",
                                                "--cache", "{d}/cache"],
                                               "is an input"),
@@ -101,6 +102,7 @@ CASES = {
 def test_no_output_is_an_input_or_a_users_file(case, folder, capsys):
     argv, words = CASES[case]
     (folder / "notes.json").write_text('{"mine": 1}\n')
+    (folder / "corpus.json").write_text('{"demo": {"dialogues": 1}}\n')   # JSON is YAML: a params file
     if "features.npz" in " ".join(argv):
         np.savez(folder / "features.npz", **make_store())
     if "predictions.csv" in " ".join(argv):
