@@ -172,7 +172,8 @@ def _decode_audio(path, start, end, sample_rate: int, layout: str | None):
 
 def load_audio(path, start: float | None = None, end: float | None = None,
                sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The clip's first audio track as mono float32 in [-1, 1] at ``sample_rate``.
+    """The clip's first audio track as mono float32 in [-1, 1] at ``sample_rate``, sample 0 at
+    ``start`` on the container's timeline (0: the file's start, as video frames and subtitles count).
 
     ``start``/``end`` (seconds) cut a segment; ``None`` means the start/end of the file.
     """
@@ -185,8 +186,15 @@ def load_audio(path, start: float | None = None, end: float | None = None,
         louder = both[int(np.argmax([_rms(c) for c in both]))]
         if _rms(louder) > CANCELLED * max(_rms(signal), 1e-9):
             signal = louder
-    # The decoder starts at a packet boundary at or before `start`: trim to the exact segment.
+    # Times are the container's: a track that starts after the time asked for (audio 2.94 s into
+    # the video) is silence until it does. Counted from its first sample, every transcribed cue
+    # came 2.9 s early and each utterance's audio was cut from the wrong speech.
     offset = first_time or 0.0
+    lead = int(round((offset - (start or 0.0)) * sample_rate))
+    if lead > 0:
+        signal = np.concatenate([np.zeros(lead, np.float32), signal])
+        offset -= lead / sample_rate
+    # The decoder starts at a packet boundary at or before `start`: trim to the exact segment.
     lo = max(0, int(round(((start or 0.0) - offset) * sample_rate)))
     hi = len(signal) if end is None else max(lo, int(round((end - offset) * sample_rate)))
     signal = signal[lo:hi]
@@ -260,11 +268,13 @@ def _to_rgb(frame, size, scale) -> np.ndarray:
 
 
 def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None,
-               sample_rate: int = SAMPLE_RATE, crf: int = 23) -> None:
+               sample_rate: int = SAMPLE_RATE, crf: int = 23, video_start: int = 0, audio_start: int = 0) -> None:
     """Encode RGB frames (T, H, W, 3) as H.264 and a mono float signal as AAC into ``path``.
 
     Either part may be ``None`` (a clip without audio, or audio only). Single-threaded and
-    bit-exact, so the same arrays give the same bytes.
+    bit-exact, so the same arrays give the same bytes. ``video_start`` (frames) and
+    ``audio_start`` (samples) start a stream later on the container's timeline, as recordings
+    whose audio starts after the picture do.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,9 +292,12 @@ def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | No
         if video is not None:
             import cv2  # the encoder's colour conversion; decoding needs no OpenCV
 
-            for image in frames:
+            for index, image in enumerate(frames):
                 yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
-                out.mux(video.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
+                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                if video_start:   # else as before: the encoder numbers the frames from 0
+                    frame.pts = video_start + index
+                out.mux(video.encode(frame))
             out.mux(video.encode(None))
         if audio_stream is not None:
             block = 1024  # AAC frame size
@@ -292,6 +305,6 @@ def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | No
             for pts in range(0, len(signal), block):
                 chunk = signal[pts:pts + block]
                 frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = sample_rate, pts
+                frame.sample_rate, frame.pts = sample_rate, audio_start + pts
                 out.mux(audio_stream.encode(frame))
             out.mux(audio_stream.encode(None))

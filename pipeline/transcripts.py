@@ -58,6 +58,7 @@ def transcribe(videos, params: dict, cache_root, workers=None, progress: bool = 
                           "start": float("nan"), "end": float("nan")})
     key = {k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY}
     key["sampling_seed"] = SAMPLING_SEED   # entries from before the seed was fixed are not reused
+    key["timeline"] = "container"   # times since the file's start; older entries counted from the first audio sample
     factory = partial(Transcriber, config, Path(cache_root) / "weights")   # the joined Whisper weights live here
     results, _ = extract_utterances(frame, factory, "transcribe", key, Path(cache_root) / "transcribe",
                                     workers=workers or stage.workers, progress=progress,

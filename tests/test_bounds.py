@@ -361,3 +361,38 @@ def test_an_error_quoting_a_huge_value_is_still_one_short_line(tmp_path, capsys)
     code, err = _cli(["ingest", "--format", "generic", "--root", str(tmp_path / "d"), "--out", str(tmp_path / "m.csv")],
                      capsys)
     assert code == 2 and len(err) <= 2100 and "manifest.csv" in err and " ... " in err, err[:300]
+
+
+def _offset_clips(folder):
+    """One clip whose audio starts 2 s into the container, one whose video starts 1.5 s in."""
+    from extractors.media import write_clip
+
+    frames = np.zeros((60, 64, 64, 3), np.uint8)
+    frames[:, :, :, 0] = (np.arange(60) * 4)[:, None, None]
+    tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(48000) / 16000)).astype(np.float32)
+    write_clip(folder / "audio_late.mp4", frames, 10, tone, 16000, audio_start=32000)
+    write_clip(folder / "video_late.mp4", frames, 10, tone, 16000, video_start=15)
+    return folder / "audio_late.mp4", folder / "video_late.mp4"
+
+
+def test_audio_is_on_the_containers_timeline_with_an_audio_or_a_video_offset(tmp_path):
+    """In an mp4 whose audio starts at 2.94 s, every transcribed cue came 2.9 s early and each
+    utterance's audio was cut from the wrong speech: sample 0 was the track's first, not time 0."""
+    from extractors.media import CorruptMedia, load_audio, load_frames
+
+    audio_late, video_late = _offset_clips(tmp_path)
+    loud = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) > 0.1  # noqa: E731
+    whole = load_audio(audio_late)
+    assert not loud(whole[:int(1.9 * 16000)]) and loud(whole[int(2.1 * 16000):int(4.9 * 16000)])
+    assert abs(len(whole) / 16000 - 5.0) < 0.05
+    segment = load_audio(audio_late, 1.5, 2.5)   # half before the track starts, half in it
+    assert len(segment) == 16000 and not loud(segment[:7000]) and loud(segment[9000:])
+    assert loud(load_audio(audio_late, 3.0, 3.5))
+    _, times = load_frames(audio_late, fps=2)
+    assert times[0] == 0.0   # the picture starts at 0 in both
+
+    assert loud(load_audio(video_late)[:16000]) and abs(len(load_audio(video_late)) / 16000 - 3.0) < 0.05
+    frames, times = load_frames(video_late, fps=2, start=2.0, end=3.0)
+    assert times.tolist() == [2.0, 2.5] and frames[0, 0, 0, 0] < frames[1, 0, 0, 0]
+    with pytest.raises(CorruptMedia, match="no decodable video frame"):   # no picture before 1.5 s
+        load_frames(video_late, fps=2, start=0.0, end=1.0)
