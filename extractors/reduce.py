@@ -102,8 +102,9 @@ class Reducer:
         problems = [] if len(width) == 1 and width[0] > 0 and a["scale"].shape == width else ["mean and scale"]
         if self.method is Reduction.PCA:
             components = a.get("components", np.zeros((0, 0)))
+            pca_mean, whiten = a.get("pca_mean", np.zeros(0)), a.get("whiten_scale", np.zeros(0))
             if components.ndim != 2 or components.shape[0] == 0 or components.shape[1:] != width or \
-                    a.get("pca_mean", np.zeros(0)).shape != width or a.get("whiten_scale", np.zeros(0)).shape != components.shape[:1]:
+                    pca_mean.shape != width or whiten.shape != components.shape[:1]:
                 problems.append("the PCA arrays")
         elif self.method is Reduction.KBEST:
             keep = a.get("keep", np.zeros(0))

@@ -45,9 +45,9 @@ def check_writable(*files, folders=(), inputs=(), stage=None, unrecorded=()) -> 
     Every command checks its outputs here, once, before any work: ``files`` (outputs that get a
     ``.meta.json`` record), ``unrecorded`` (outputs written without one) and ``folders``.
 
-    - No two outputs may be one file, and no output may be one of the command's ``inputs`` (the same file by any path: a link, a
-      hard link), nor an existing file inside an input folder that is not this ``stage``'s own
-      output (``ingest --root D --out D/clip.mp4``).
+    - No two outputs may be one file, and no output may be one of the command's ``inputs`` (the
+      same file by any path: a link, a hard link), nor an existing file inside an input folder
+      that is not this ``stage``'s own output (``ingest --root D --out D/clip.mp4``).
     - No output may be a file another stage made (its record names that stage), and where
       ``stage`` is given, an existing file among ``files`` must carry its record: one without is
       a user's file, not an earlier run's output.
@@ -61,7 +61,8 @@ def check_writable(*files, folders=(), inputs=(), stage=None, unrecorded=()) -> 
     seen = {}
     for path in outputs:   # two outputs on one path: the second would replace the first
         if _resolved(path) in seen:
-            raise PipelineError(f"{path}: named for two outputs (also as {seen[_resolved(path)]}); name each its own file")
+            raise PipelineError(f"{path}: named for two outputs (also as {seen[_resolved(path)]}); name each its "
+                                f"own file")
         seen[_resolved(path)] = path
     given = [Path(p) for p in inputs if p is not None and str(p) != ""]
     for path in outputs:
