@@ -71,7 +71,9 @@ class AudioExtractor:
     """One utterance's audio -> one vector. Raises MediaError subclasses for unreadable clips."""
 
     name = "audio"
-    version = 2   # 2: too-short and non-finite segments are reasons, not zeros (cache entries of 1 are stale)
+    # 2: too-short and non-finite segments are reasons, not zeros (cache entries of 1 are stale);
+    # 3: audio on the container's timeline (a track starting late was read from its first sample)
+    version = 3
     needs_weights = True   # built with ``weights_root``: the cache's weights folder, shared with transcription
 
     def __init__(self, config: AudioConfig, weights_root=None):

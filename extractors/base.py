@@ -7,10 +7,23 @@ Nothing here imports a media library: training code can import it without PyAV o
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parallel_workers(workers: int, jobs: int) -> int:
+    """Local worker processes (or threads) for ``jobs`` tasks: never more than the tasks (64
+    workers on one recording loaded 64 Whisper models for one to use) nor than the cores they
+    compete for. Workers and threads change no result, only how long it takes."""
+    return max(1, min(int(workers), jobs, usable_cores()))
 
 
 class ExtractorError(ValueError):

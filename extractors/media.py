@@ -133,38 +133,68 @@ def _seek(container, stream, path, start):
             raise CorruptMedia(path, f"cannot seek to {start:.3f}s ({exc})") from exc
 
 
-def load_audio(path, start: float | None = None, end: float | None = None,
-               sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The clip's first audio track as mono float32 in [-1, 1] at ``sample_rate``.
+QUIET_MIX = 0.01   # RMS of a mono mix under which the channels are checked for cancelling (-40 dBFS)
+CANCELLED = 4.0    # a channel this many times louder than the mix: the mix cancelled (lost > 90 % of it)
 
-    ``start``/``end`` (seconds) cut a segment; ``None`` means the start/end of the file.
-    """
-    _check_segment(path, start, end)
+
+def _rms(signal: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))) if signal.size else 0.0
+
+
+def _decode_audio(path, start, end, sample_rate: int, layout: str | None):
+    """(samples, the first frame's time, the track's channel count): ``layout`` mono gives one
+    signal (as libswresample mixes it), None one signal per channel (channels, samples)."""
     with _open(path) as container:
         if not container.streams.audio:
             raise NoAudioStream(path, "has no audio track")
         stream = container.streams.audio[0]
+        channels = stream.codec_context.channels or 1
         _check_in_clip(container, path, start)
         _seek(container, stream, path, start)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        resampler = av.AudioResampler(format="fltp" if layout is None else "flt", layout=layout, rate=sample_rate)
         chunks, first_time = [], None
         try:
             for frame in container.decode(stream):
                 if first_time is None:
                     first_time = float(frame.time) if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(out.to_ndarray() if layout is None else out.to_ndarray().reshape(-1))
                 if end is not None and frame.time is not None and frame.time > end:
                     break
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray() if layout is None else out.to_ndarray().reshape(-1))
         except av.FFmpegError as exc:
             raise CorruptMedia(path, f"audio cannot be decoded ({exc})") from exc
     if not chunks:
         raise CorruptMedia(path, "audio track holds no decodable samples")
-    signal = np.concatenate(chunks).astype(np.float32)
-    # The decoder starts at a packet boundary at or before `start`: trim to the exact segment.
+    return np.concatenate(chunks, axis=-1).astype(np.float32), first_time, channels
+
+
+def load_audio(path, start: float | None = None, end: float | None = None,
+               sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The clip's first audio track as mono float32 in [-1, 1] at ``sample_rate``, sample 0 at
+    ``start`` on the container's timeline (0: the file's start, as video frames and subtitles count).
+
+    ``start``/``end`` (seconds) cut a segment; ``None`` means the start/end of the file.
+    """
+    _check_segment(path, start, end)
+    signal, first_time, channels = _decode_audio(path, start, end, sample_rate, "mono")
+    if channels > 1 and _rms(signal) < QUIET_MIX:
+        # Channels that cancel when mixed (one of them inverted) left "no speech found": where the
+        # mix lost nearly all of the channels' energy, the louder channel is the signal.
+        both, _, _ = _decode_audio(path, start, end, sample_rate, None)
+        louder = both[int(np.argmax([_rms(c) for c in both]))]
+        if _rms(louder) > CANCELLED * max(_rms(signal), 1e-9):
+            signal = louder
+    # Times are the container's: a track that starts after the time asked for (audio 2.94 s into
+    # the video) is silence until it does. Counted from its first sample, every transcribed cue
+    # came 2.9 s early and each utterance's audio was cut from the wrong speech.
     offset = first_time or 0.0
+    lead = int(round((offset - (start or 0.0)) * sample_rate))
+    if lead > 0:
+        signal = np.concatenate([np.zeros(lead, np.float32), signal])
+        offset -= lead / sample_rate
+    # The decoder starts at a packet boundary at or before `start`: trim to the exact segment.
     lo = max(0, int(round(((start or 0.0) - offset) * sample_rate)))
     hi = len(signal) if end is None else max(lo, int(round((end - offset) * sample_rate)))
     signal = signal[lo:hi]
@@ -238,11 +268,13 @@ def _to_rgb(frame, size, scale) -> np.ndarray:
 
 
 def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None,
-               sample_rate: int = SAMPLE_RATE, crf: int = 23) -> None:
+               sample_rate: int = SAMPLE_RATE, crf: int = 23, video_start: int = 0, audio_start: int = 0) -> None:
     """Encode RGB frames (T, H, W, 3) as H.264 and a mono float signal as AAC into ``path``.
 
     Either part may be ``None`` (a clip without audio, or audio only). Single-threaded and
-    bit-exact, so the same arrays give the same bytes.
+    bit-exact, so the same arrays give the same bytes. ``video_start`` (frames) and
+    ``audio_start`` (samples) start a stream later on the container's timeline, as recordings
+    whose audio starts after the picture do.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,9 +292,12 @@ def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | No
         if video is not None:
             import cv2  # the encoder's colour conversion; decoding needs no OpenCV
 
-            for image in frames:
+            for index, image in enumerate(frames):
                 yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
-                out.mux(video.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
+                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                if video_start:   # else as before: the encoder numbers the frames from 0
+                    frame.pts = video_start + index
+                out.mux(video.encode(frame))
             out.mux(video.encode(None))
         if audio_stream is not None:
             block = 1024  # AAC frame size
@@ -270,6 +305,6 @@ def write_clip(path, frames: np.ndarray | None, fps: int, audio: np.ndarray | No
             for pts in range(0, len(signal), block):
                 chunk = signal[pts:pts + block]
                 frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = sample_rate, pts
+                frame.sample_rate, frame.pts = sample_rate, audio_start + pts
                 out.mux(audio_stream.encode(frame))
             out.mux(audio_stream.encode(None))

@@ -89,6 +89,28 @@ class Reducer:
 
     @classmethod
     def from_state(cls, state: dict) -> "Reducer":
-        reducer = cls(state["method"], state["dim"], state["seed"])
+        """The reducer a state describes; one whose method is unknown or whose arrays do not fit
+        together (a tampered or foreign file) is a ValueError saying which, never a later crash."""
+        reducer = cls(state["method"], state["dim"], state["seed"])   # an unknown method: ValueError
         reducer.arrays = {k: v.numpy() for k, v in state["arrays"].items()}
+        reducer._check_shapes()
         return reducer
+
+    def _check_shapes(self) -> None:
+        a = self.arrays
+        width = a.get("mean", np.zeros(0)).shape
+        problems = [] if len(width) == 1 and width[0] > 0 and a["scale"].shape == width else ["mean and scale"]
+        if self.method is Reduction.PCA:
+            components = a.get("components", np.zeros((0, 0)))
+            pca_mean, whiten = a.get("pca_mean", np.zeros(0)), a.get("whiten_scale", np.zeros(0))
+            if components.ndim != 2 or components.shape[0] == 0 or components.shape[1:] != width or \
+                    pca_mean.shape != width or whiten.shape != components.shape[:1]:
+                problems.append("the PCA arrays")
+        elif self.method is Reduction.KBEST:
+            keep = a.get("keep", np.zeros(0))
+            if keep.ndim != 1 or not len(keep) or keep.dtype.kind not in "iu" or keep.min() < 0 or \
+                    (width and keep.max() >= width[0]):
+                problems.append("the kept columns")
+        if problems:
+            raise ValueError(f"{' and '.join(problems)} do not fit together "
+                             f"({ {k: tuple(v.shape) for k, v in a.items()} })")

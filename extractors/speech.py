@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extractors.base import ExtractorError, Result
+from extractors.base import ExtractorError, Result, usable_cores
 from extractors.media import SAMPLE_RATE, load_audio
 from extractors.weights import WHISPER, package_file, whisper_folder
 
@@ -147,6 +147,11 @@ class TranscribeConfig:
 
     CHOICES = {"model": tuple(WHISPER), "voices": tuple(VOICES), "compute_type": ("int8", "int8_float32", "float32", "float16", "int8_float16")}
 
+    def __post_init__(self):
+        if self.speakers > self.max_speakers:   # else clustering kept max_speakers + 1 without a word
+            raise ValueError(f"speakers {self.speakers} is more than max_speakers {self.max_speakers}; raise "
+                             f"max_speakers or lower speakers")
+
 
 SAMPLING_SEED = 0   # CTranslate2's generator, for Whisper's temperature fallback
 
@@ -210,7 +215,7 @@ class Transcriber:
         device = _device(config.device)
         compute = config.compute_type if device == "cpu" or config.compute_type != "int8" else "int8_float16"
         self._load = partial(WhisperModel, str(whisper_folder(config.model, weights_root)), device=device,
-                             compute_type=compute, cpu_threads=config.cpu_threads, num_workers=1)
+                             compute_type=compute, cpu_threads=min(config.cpu_threads, usable_cores()), num_workers=1)
         self.model, self._used = self._seeded_model(), False
         self.voices = VOICES[config.voices]()
 

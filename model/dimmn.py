@@ -47,6 +47,12 @@ class ModelConfig:
                "direction": ("forward", "both")}
 
     def __post_init__(self):
+        sizes = {k: getattr(self, k) for k in ("d", "H", "K", "L", "R")}
+        bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+        if bad or isinstance(self.window_size, bool) or not isinstance(self.window_size, int) or self.window_size < 0:
+            # params check these first; a checkpoint's config comes here straight (H 0 was a traceback)
+            raise ModelError(f"model sizes {bad or {'window_size': self.window_size}}: d, H, K, L and R are 1 or "
+                             f"more, window_size 0 or more")
         known = list(LETTER.values())
         if not isinstance(self.modalities, (list, tuple)) or not self.modalities or \
                 len(set(self.modalities)) != len(self.modalities) or any(m not in known for m in self.modalities):

@@ -500,8 +500,8 @@ def load_checkpoint(path, device="cpu") -> tuple[DIMMN, dict]:
         config = ModelConfig(**blob["model_config"])
         model = DIMMN(config, blob["dims"], len(blob["classes"]))
         model.load_state_dict(blob["model"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ModelError(f"{path}: not a DIMMN checkpoint this pipeline wrote ({exc})") from exc
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:   # ModelError is a ValueError
+        raise ModelError(f"{path}: not a DIMMN checkpoint this pipeline wrote ({str(exc)[:300]})") from exc
     damaged = [name for name, tensor in model.state_dict().items()
                if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if damaged:   # NaN weights: every prediction the first class, exit 0

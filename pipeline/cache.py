@@ -13,6 +13,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from extractors.base import ExtractorError, Result
+from extractors.base import ExtractorError, Result, parallel_workers
 from pipeline.artifacts import atomic_write
 from pipeline.lineage import file_hash
 
@@ -111,6 +112,13 @@ def build_extractor(factory, where: str = "the stage process"):
 
 
 _WORKER = {}
+
+
+def _start_worker(factory, cache_root):
+    """A pool worker: Ctrl-C is the parent's to handle (it stops the pool and says how to resume);
+    each worker's own KeyboardInterrupt printed a traceback per process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(factory, cache_root)
 
 
 def _init_worker(factory, cache_root):
@@ -206,6 +214,7 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
         # absolute: a worker (a Dask one above all) may run in another folder than this process
         clips.setdefault(key, (key, os.path.abspath(row.media), start, end))   # the same clip twice: once
     pending = [job for key, job in clips.items() if not cache.path(key).is_file()]
+    workers = parallel_workers(workers, len(pending))
     uncached = {}
     if pending:
         here = build_extractor(factory)   # a bad setting fails now, before any worker or cluster
@@ -225,7 +234,7 @@ def extract_utterances(manifest, factory, name: str, params: dict, cache_root, w
             # the server imports the extractor's module once; each worker forked from it starts warm
             context.set_forkserver_preload([getattr(factory, "func", factory).__module__])
             # one clip per task: clips differ tenfold in length, and chunks of them left one worker idle
-            with context.Pool(workers, _init_worker, (factory, cache_root)) as pool:
+            with context.Pool(workers, _start_worker, (factory, cache_root)) as pool:
                 for done in pool.imap_unordered(_run_one, pending):
                     _keep(uncached, done)
                     bar.update()

@@ -183,17 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from pipeline.errors import USER_ERRORS, tell_torchrun
+    from pipeline.errors import USER_ERRORS, error_line, tell_torchrun
 
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except KeyboardInterrupt:   # Ctrl-C: one line saying how to go on, not a traceback
+        if args.debug:
+            raise
+        line = f"{args.command}: interrupted; {RESUME.get(args.command, RESUME[None])}"
+        print(f"\nerror: {line}", file=sys.stderr)
+        tell_torchrun(line)
+        return 130
     except USER_ERRORS as exc:
         if args.debug:
             raise
         if not getattr(exc, "reported", False):   # a torchrun rank that said it already (model.train.together)
-            print(f"error: {exc}", file=sys.stderr)
-        tell_torchrun(str(exc))
+            print(f"error: {error_line(exc)}", file=sys.stderr)
+        tell_torchrun(error_line(exc))
         return 2
     except OSError as exc:   # a folder made read-only mid-run, a full disk: name the file, no traceback
         if args.debug:
@@ -211,6 +218,18 @@ def main(argv=None) -> int:
         tell_torchrun(line)
         return 2
     return 0
+
+
+CACHED = "run the same command again: what was finished is cached and not done again"
+RESUME = {
+    "train": "run it again with train.resume: true (params) to go on after the last finished epoch "
+             "(<checkpoint>.last); as it is, it starts over",
+    "transcribe": CACHED + " (each finished recording)",
+    "audio": CACHED + " (each finished clip)", "visual": CACHED + " (each finished clip)",
+    "ingest": CACHED + " (for videos: each finished transcript)", "predict": CACHED + " (features, transcripts)",
+    "text": CACHED + " (the cross-fitting folds)",
+    None: "each output is written whole or not at all: run the same command again",
+}
 
 
 def out_of_memory(exc: BaseException) -> bool:

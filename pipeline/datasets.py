@@ -218,14 +218,15 @@ def read_video(root, labels: str | None = None, split: str | None = None, transc
     ``cache``, settings from the ``transcribe`` params section). ``labels``: an optional CSV of
     dialogue, start, end, label (and split), matched to the utterances by time; labelled rows
     default to ``train``, unlabelled ones to ``test`` (for predict and export)."""
-    from pipeline.subtitles import VIDEO_SUFFIXES, videos_in
-    from pipeline.transcripts import conversation_rows, label_rows, labels_by_time, transcribe as run_transcription
+    from pipeline.subtitles import RECORDINGS, videos_in
+    from pipeline.transcripts import (conversation_rows, label_rows, labels_by_time, match_dialogues,
+                                      transcribe as run_transcription)
 
     root = Path(root)
     videos = videos_in(root)
     _check_unique_stems(videos)
     if not videos:
-        raise ManifestError(f"{root}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+        raise ManifestError(f"{root}: no {RECORDINGS} in the folder")
     results = run_transcription(videos, transcribe or {}, cache)
     rows, skipped = [], []
     for video in videos:
@@ -238,8 +239,15 @@ def read_video(root, labels: str | None = None, split: str | None = None, transc
         raise ManifestError(f"{root}: no speech found in any of its {len(videos)} videos ({'; '.join(skipped)})")
     frame = pd.DataFrame(rows)
     if labels:
-        frame, matched = label_rows(frame.assign(split=split or "train"), labels_by_time(labels))
+        spans, unmatched = match_dialogues(labels, labels_by_time(labels), videos)
+        frame, matched, conflicts = label_rows(frame.assign(split=split or "train"), spans, labels)
         frame.loc[frame["label"] == "", "split"] = split or "test"   # unlabelled turns: context only
+        notes = unmatched + conflicts
+        for note in notes[:5]:
+            print(f"ingest: {note}")
+        if len(notes) > 5:
+            print(f"ingest: ... and {len(notes) - 5} more such notes (all in the manifest's record, as skipped)")
+        skipped += unmatched + conflicts
         skipped += [f"{labels}: {len(frame) - matched} of {len(frame)} utterances overlap no labelled span"] \
             if matched < len(frame) else []
     frame["where"] = [f"{r.dialogue_id} (transcribed), utterance {r.turn}" for r in frame.itertuples()]

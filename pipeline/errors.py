@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import time
 
 from extractors.base import ExtractorError
@@ -23,6 +24,27 @@ class ParamsError(PipelineError):
 
 
 USER_ERRORS = (PipelineError, ExtractorError, ModelError)
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 12
+_SHORT.maxlevel = 3
+
+
+MAX_LINE = 2000
+
+
+def error_line(exc) -> str:
+    """An error as the one line printed: a message quoting a huge value (a CSV cell, a path) is cut
+    in the middle, so the line still names the file and the problem."""
+    text = str(exc)
+    return text if len(text) <= MAX_LINE else f"{text[:MAX_LINE - 500]} ... {text[-400:]}"
+
+
+def shown(value) -> str:
+    """``repr(value)`` for an error message, shortened: a value a user wrote may be huge (a YAML
+    alias bomb printed a 72 MB line), and the line only needs to say which it is."""
+    return _SHORT.repr(value)
 
 
 def tell_torchrun(line: str) -> None:

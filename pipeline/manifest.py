@@ -85,7 +85,22 @@ def read_csv_any_encoding(path) -> pd.DataFrame:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.ParserError as exc:
         raise ManifestError(f"{path}: not a readable CSV ({exc})") from exc
+    frame.columns = header_names(path, frame.columns)
     return frame.apply(lambda column: column.str.translate(QUOTES))
+
+
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"   # zero-width characters str.strip() keeps
+
+
+def header_names(path, columns) -> list[str]:
+    """The header's names as meant: spaces of any kind around a name (a no-break space before
+    ``dataset`` made it another column, and the user's values were replaced) are not part of it."""
+    names = [str(c).strip().strip(INVISIBLE).strip() or str(c) for c in columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ManifestError(f"{path}: line 1: column(s) {repeated} named more than once (spaces around a name "
+                            f"are not part of it)")
+    return names
 
 
 # A well-formed UTF-8 sequence of two to four bytes (RFC 3629): Windows-1252 text rarely holds one.

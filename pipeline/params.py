@@ -19,12 +19,13 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import ParamsError
+from pipeline.errors import ParamsError, shown
 
 DEFAULT = Path("params.yaml")
 SECTIONS = ("demo", "ingest", "transcribe", "text", "audio", "visual", "export", "model", "train", "evaluate",
             "report", "ship")
 
+MAX_PARALLEL = 256   # workers and threads (each stage also uses no more than its work and the cores need)
 # (low, high, low_open, high_open) by key name; "section.key" overrides a name shared across sections
 _POSITIVE_INT = (1, None, False, False)
 _COUNT = (0, None, False, False)
@@ -43,7 +44,10 @@ LIMITS = {
         "finetune_patience", "cnn3d_patience", "folds", "cv_folds", "report.dialogues", "pixel_noise", "head_motion",
         "speakers", "min_silence_ms", "speech_pad_ms", "max_tokens", "context_turns")},
     **{key: _POSITIVE for key in ("lr", "finetune_lr", "cnn3d_lr", "fps", "active_fps", "max_utterance_s",
-                                  "pause_s")},
+                                  "pause_s", "window_s")},
+    # processes and threads: past the machine's cores they only compete (and each Whisper worker holds
+    # a model: 64 of them on one recording gave nothing in 300 s; 4096 CTranslate2 threads never ended)
+    **{key: (1, MAX_PARALLEL, False, False) for key in ("workers", "cpu_threads")},
     **{key: _SHARE for key in ("dropout", "holdout_share", "valid_share", "min_speaker_share")},
     # the TCN pads (K-1)·2^(L-1) steps: past these it runs out of memory (K 100, L 20 was killed)
     "audio.layer": (0, 32, False, False),   # 0: the last; the model's own depth is checked when it loads
@@ -58,6 +62,7 @@ LIMITS = {
     "face_x": (-1, 1, False, False),   # a share of the frame's width; -1: none
     # sampling a video faster than any video's frame rate only repeats frames (100000 never finished)
     "visual.fps": (0, 120, True, False), "visual.active_fps": (0, 120, True, False),
+    "demo.fps": (1, 120, False, False),   # 100000 frames a second gave a traceback from the encoder
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # a Dask address the stages can reach: tls needs a security config and ucx a package they do not set up
@@ -75,12 +80,48 @@ def _unique_mapping(loader, node, deep=False):
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"key {shown(key)} is written twice", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep)
 
 
 _UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+# YAML 1.1 reads yes, no, on, off, y and n as booleans: `language: no` (Norwegian) became false, then
+# "not a string". As in YAML 1.2, only true and false are booleans; the rest are the words written.
+_BOOL = "tag:yaml.org,2002:bool"
+_UniqueKeys.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+                                       for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeys.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+MAX_PARAMS_VALUES = 100_000   # a params file holds hundreds; YAML aliases of aliases can stand for billions
+
+
+def expanded_size(value, limit: int) -> int:
+    """How many values ``value`` holds once every shared reference in it is written out (a YAML
+    alias, a pickle's memo: a few hundred bytes can stand for billions, and printing or walking
+    them never ends), counted without expanding anything: each container once. Stops counting
+    past ``limit`` (returns ``limit + 1``); a container that holds itself counts as past it."""
+    containers = (list, tuple, dict, set, frozenset)
+    children = lambda v: [*v.keys(), *v.values()] if isinstance(v, dict) else list(v)  # noqa: E731
+    sizes, open_ = {}, set()   # open_: the containers on the path being walked
+    stack = [(value, False)]
+    while stack:
+        item, closing = stack.pop()
+        if not isinstance(item, containers):
+            continue
+        key = id(item)
+        if closing:
+            sizes[key] = min(limit + 1, 1 + sum(sizes.get(id(c), 1) for c in children(item)))
+            open_.discard(key)
+            if sizes[key] > limit:
+                return limit + 1
+        elif key in open_:
+            return limit + 1
+        elif key not in sizes:
+            open_.add(key)
+            stack.append((item, True))
+            stack.extend((c, False) for c in children(item) if isinstance(c, containers) and id(c) not in sizes)
+    return sizes.get(id(value), 1)
 
 
 def load_params(path=None) -> dict:
@@ -97,6 +138,9 @@ def load_params(path=None) -> dict:
         loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc   # one line
+    if expanded_size(loaded, MAX_PARAMS_VALUES) > MAX_PARAMS_VALUES:
+        raise ParamsError(f"{path}: expands to more than {MAX_PARAMS_VALUES:,} values (aliases repeating aliases); "
+                          f"write the values out")
     if not isinstance(loaded, dict):
         raise ParamsError(f"{path}: expected sections (a mapping), got {type(loaded).__name__}")
     unknown = sorted(str(k) for k in loaded if k not in SECTIONS)
@@ -105,10 +149,17 @@ def load_params(path=None) -> dict:
     return loaded
 
 
+def params_file(path=None) -> Path | None:
+    """The params file a command reads (an input of every command: no output may be written over it)."""
+    if path is None:
+        return DEFAULT if DEFAULT.is_file() else None
+    return Path(path)
+
+
 def section(name: str, path=None) -> dict:
     value = load_params(path).get(name) or {}
     if not isinstance(value, dict):
-        raise ParamsError(f"{path or DEFAULT}: section {name!r} must be a mapping of keys, got {value!r}")
+        raise ParamsError(f"{path or DEFAULT}: section {name!r} must be a mapping of keys, got {shown(value)}")
     return dict(value)
 
 
@@ -162,11 +213,11 @@ def check_range(name: str, key: str, value) -> None:
     """The range ``LIMITS`` gives this key, and a device name for device keys."""
     if key == "device" or key.endswith("_device"):
         if not isinstance(value, str) or not DEVICE.match(value):
-            raise ParamsError(f"params {name}.{key}: {value!r} is not a device; use auto, cpu, cuda or cuda:N")
+            raise ParamsError(f"params {name}.{key}: {shown(value)} is not a device; use auto, cpu, cuda or cuda:N")
         return
     if key == "scheduler" and value is not None:
         if not isinstance(value, str) or not SCHEDULER.match(value):
-            raise ParamsError(f"params {name}.{key}: {value!r} is not a Dask scheduler address; use tcp://HOST:PORT")
+            raise ParamsError(f"params {name}.{key}: {shown(value)} is not a Dask scheduler address; use tcp://HOST:PORT")
         return
     if key in FOLD_KEYS and value == 1 and not isinstance(value, bool):
         raise ParamsError(f"params {name}.{key}: 1 fold is no cross-validation (nothing is held out); "
@@ -179,7 +230,7 @@ def check_range(name: str, key: str, value) -> None:
             (high is not None and (value > high or (high_open and value == high))):
         lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        raise ParamsError(f"params {name}.{key}: {value!r} is out of range (must be {' and '.join(filter(None, (lo, hi)))})")
+        raise ParamsError(f"params {name}.{key}: {shown(value)} is out of range (must be {' and '.join(filter(None, (lo, hi)))})")
 
 
 def check_overrides(name: str, **values) -> None:
@@ -201,7 +252,7 @@ def check_value(cls, name: str, key: str, value):
     if kind is not None:
         ok, value = _matches(value, kind)
         if not ok:
-            raise ParamsError(f"params {name}.{key}: {value!r} is not {_kind_name(kind)}")
+            raise ParamsError(f"params {name}.{key}: {shown(value)} is not {_kind_name(kind)}")
     check_range(name, key, value)
     choices = getattr(cls, "CHOICES", {}).get(key)
     if callable(choices) and not isinstance(choices, type):
@@ -209,7 +260,7 @@ def check_value(cls, name: str, key: str, value):
     if choices is not None:
         allowed = [c.value for c in choices] if isinstance(choices, type) else list(choices)
         if isinstance(value, str) and value not in allowed:
-            raise ParamsError(f"params {name}.{key}: {value!r} is not one of {allowed}")
+            raise ParamsError(f"params {name}.{key}: {shown(value)} is not one of {allowed}")
     return value
 
 
@@ -232,6 +283,6 @@ def configs(name: str, values: dict, *classes):
         taken |= names
     unknown = sorted(str(k) for k in set(values) - taken)
     if unknown:
-        raise ParamsError(f"params section {name!r}: unknown key(s) {unknown}; known: {sorted(taken)}")
+        raise ParamsError(f"params section {name!r}: unknown key(s) {shown(unknown)}; known: {sorted(taken)}")
     built = [_build(cls, part, name) for cls, part in zip(classes, parts)]
     return built[0] if len(built) == 1 else tuple(built)

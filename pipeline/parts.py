@@ -11,7 +11,7 @@ import torch
 
 from extractors.registry import fitted_part_class
 from pipeline.artifacts import atomic_write
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, shown
 
 
 def save_part(part, path) -> Path:
@@ -27,8 +27,8 @@ def load_part(path):
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickle with code, a torn or foreign file: all refused alike
-        raise PipelineError(f"{path}: not a fitted part this pipeline wrote (refused: "
-                            f"{str(exc).splitlines()[0][:200]})") from exc
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]   # an empty file's error has no text
+        raise PipelineError(f"{path}: not a fitted part this pipeline wrote (refused: {first[:200]})") from exc
     if not isinstance(blob, dict) or "kind" not in blob or "state" not in blob:
         raise PipelineError(f"{path}: not a fitted part this pipeline wrote (no kind/state)")
     if bad := non_finite(blob["state"]):   # tampered or damaged: it would shift every prediction silently
@@ -36,8 +36,9 @@ def load_part(path):
                             f"{', '.join(bad)} (damaged; fit it again)")
     try:
         return fitted_part_class(blob["kind"]).from_state(blob["state"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise PipelineError(f"{path}: fitted part of kind {blob['kind']!r} cannot be rebuilt ({exc})") from exc
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:   # unknown kind, bad state
+        raise PipelineError(f"{path}: fitted part of kind {shown(blob['kind'])} cannot be rebuilt "
+                            f"({str(exc)[:300]})") from exc
 
 
 def non_finite(state, name: str = "state") -> list[str]:

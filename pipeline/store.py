@@ -80,6 +80,9 @@ def check_store(store: dict, path) -> None:
     for m in (m for m in MODALITIES if m in store):
         if store[m].ndim != 2 or len(store[m]) != rows:
             raise PipelineError(f"{path}: the {m} matrix has shape {store[m].shape}, but the store has {rows} rows")
+        if store[m].shape[1] == 0:   # a model would read nothing from it, and train without a word
+            raise PipelineError(f"{path}: the {m} matrix has no columns (shape {store[m].shape}); make it again, or "
+                                f"leave {m} out of the store")
         mask = store.get(f"{m}_present")
         if mask is not None and not (mask.dtype == bool or (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all())):
             raise PipelineError(f"{path}: {m}_present must be true/false per row, not {mask.dtype} values")

@@ -22,9 +22,12 @@ import pandas as pd
 from pipeline.manifest import COLUMNS, ManifestError, decode_text
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".aac")   # recordings without a picture
+RECORDINGS = f"recording (video: {', '.join(VIDEO_SUFFIXES)}; audio: {', '.join(AUDIO_SUFFIXES)})"
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 TIMESTAMP = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
 CUE_TIMES = re.compile(rf"^\s*({TIMESTAMP})\s+-->\s+({TIMESTAMP})(\s.*)?$")
+SHORT_FRACTION = re.compile(r"(:\d{2}[.,])(\d{1,2})(?!\d)")   # 00:00:00,5: half a second, as players read it
 # NAME, then ": " (a space after it: not 10:30, not a URL) or a full-width "：" (CJK scripts, no space needed)
 NAME_PREFIX = re.compile(r"^\s*(\w[\w .'-]{0,30}?)\s*(?::\s+|\uff1a\s*)(.+)$", re.S)
 NAME_PARTICLES = {"van", "von", "de", "da", "di", "du", "del", "della", "der", "den", "la", "le", "bin", "ibn", "al",
@@ -75,6 +78,13 @@ def seconds(stamp: str) -> float:
     return sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
 
 
+def full_milliseconds(text: str) -> str:
+    """The cue time lines with three-digit fractions: ``00:00:00,5`` is 0.5 s (players read it so;
+    webvtt-py read it as 5 ms), written ``00:00:00,500`` before any parser sees it."""
+    pad = lambda m: m.group(1) + m.group(2).ljust(3, "0")  # noqa: E731
+    return "\n".join(SHORT_FRACTION.sub(pad, line) if "-->" in line else line for line in text.split("\n"))
+
+
 def _timestamp_lines(path: Path, text: str) -> list[tuple[float, float, int]]:
     """(start, end, line number) of every cue; a ``-->`` line that is not two timestamps, or a cue
     that ends before it starts, is an error naming the line."""
@@ -99,7 +109,7 @@ def read_cues(path, duration: float | None = None) -> tuple[list[dict], Counter]
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: subtitle file not found")
-    text = decode_text(path, path.read_bytes())    # UTF-8, or Windows-1252 as old .srt files are
+    text = full_milliseconds(decode_text(path, path.read_bytes()))   # UTF-8, or Windows-1252 as old .srt files are
     lines = _timestamp_lines(path, text)
     try:
         kind = "srt" if path.suffix.lower() == ".srt" else "vtt"
@@ -155,8 +165,9 @@ def cue_parts(captions, counts: Counter):
 
 
 def videos_in(folder) -> list[Path]:
-    """The videos of a folder, by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    """The recordings of a folder, by name: videos, and audio recordings (a folder of .wav files
+    was "no video in the folder", though one .wav given alone was transcribed)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES + AUDIO_SUFFIXES)
 
 
 def stem_clash(videos) -> tuple[Path, Path] | None:

@@ -58,6 +58,7 @@ def transcribe(videos, params: dict, cache_root, workers=None, progress: bool = 
                           "start": float("nan"), "end": float("nan")})
     key = {k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY}
     key["sampling_seed"] = SAMPLING_SEED   # entries from before the seed was fixed are not reused
+    key["timeline"] = "container"   # times since the file's start; older entries counted from the first audio sample
     factory = partial(Transcriber, config, Path(cache_root) / "weights")   # the joined Whisper weights live here
     results, _ = extract_utterances(frame, factory, "transcribe", key, Path(cache_root) / "transcribe",
                                     workers=workers or stage.workers, progress=progress,
@@ -69,7 +70,7 @@ def conversation_rows(video: Path, result, media: str, split: str = "test") -> l
     """A recording's utterances as manifest rows (dialogue = the recording's name)."""
     stem = Path(video).stem
     return [{"dataset": "video", "split": split, "dialogue_id": stem, "utterance_id": f"{stem}_{i:04d}", "turn": i,
-             "speaker": u["speaker"], "text": u["text"], "label": "", "media": media, "start": u["start"],
+             "speaker": one_line(u["speaker"]), "text": one_line(u["text"]), "label": "", "media": media, "start": u["start"],
              "end": u["end"]} for i, u in enumerate(result.info.get("utterances", []))]
 
 
@@ -95,26 +96,62 @@ def labels_by_time(path) -> pd.DataFrame:
     if (frame["end"] <= frame["start"]).any():
         line = int((frame["end"] <= frame["start"]).to_numpy().nonzero()[0][0]) + 2
         raise ManifestError(f"{path}: line {line}: end is not after start")
+    for column in ("dialogue", "label", "split"):   # ' happy' is happy, as in a manifest
+        if column in frame.columns:
+            frame[column] = frame[column].str.strip()
+    frame["line"] = frame.index + 2
     return frame
 
 
-def label_rows(rows: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Each utterance takes the label (and split) of the labelled span of its dialogue that
-    overlaps it most, if that covers at least half of it. Returns the rows and how many matched."""
+def match_dialogues(path, labels: pd.DataFrame, videos) -> tuple[pd.DataFrame, list[str]]:
+    """The labels' dialogues as the recordings' names: ``talk`` or the file name ``talk.mp4``
+    (spaces around either stripped on reading). Rows that name no recording are dropped, each
+    named in the returned notes (a typo, ``tlak`` or ``Talk``, was dropped without a word)."""
+    stems = {Path(v).stem for v in videos}
+    names = {Path(v).name: Path(v).stem for v in videos}
+    labels = labels.assign(dialogue=[names.get(d, d) for d in labels["dialogue"]])
+    unmatched = labels[~labels["dialogue"].isin(stems)]
+    notes = [f"{path}: line {r.line}: dialogue {r.dialogue!r} is no recording here ({', '.join(sorted(stems)[:5])}); "
+             f"its span is not used" for r in unmatched.itertuples()]
+    return labels[labels["dialogue"].isin(stems)], notes
+
+
+def label_rows(rows: pd.DataFrame, labels: pd.DataFrame, path=None) -> tuple[pd.DataFrame, int, list[str]]:
+    """Each utterance takes the label (and split) of the labelled span of its dialogue that fits
+    it best (the most overlap over the union of the two: a 0-20 s span covers a 4.5-7.4 s utterance
+    as fully as its own 4.5-7.4 s span does, but fits it far worse), if that covers at least half of
+    it. Returns the rows, how many matched, and a note per utterance that spans of different labels
+    each covered by half (the conflict, and which label was taken)."""
     rows = rows.copy()
-    matched = 0
+    matched, conflicts = 0, []
     for index, row in rows.iterrows():
         spans = labels[labels["dialogue"] == row["dialogue_id"]]
         if spans.empty:
             continue
         overlap = (spans["end"].clip(upper=row["end"]) - spans["start"].clip(lower=row["start"])).clip(lower=0)
-        best = overlap.idxmax()
-        if overlap[best] >= 0.5 * (row["end"] - row["start"]):
-            rows.at[index, "label"] = spans.at[best, "label"]
-            if "split" in spans.columns and str(spans.at[best, "split"]).strip():
-                rows.at[index, "split"] = spans.at[best, "split"]
-            matched += 1
-    return rows, matched
+        union = spans["end"].clip(lower=row["end"]) - spans["start"].clip(upper=row["start"])
+        covering = overlap >= 0.5 * (row["end"] - row["start"])
+        if not covering.any():
+            continue
+        fit = (overlap / union)[covering]
+        best = fit.idxmax()
+        rows.at[index, "label"] = spans.at[best, "label"]
+        if "split" in spans.columns and str(spans.at[best, "split"]).strip():
+            rows.at[index, "split"] = spans.at[best, "split"]
+        matched += 1
+        others = spans[covering & (spans["label"] != spans.at[best, "label"])]
+        if len(others):
+            conflicts.append(f"{path}: {row['utterance_id']} ({row['start']:.2f}-{row['end']:.2f} s) lies in spans of "
+                             f"different labels: took {spans.at[best, 'label']!r} (line {spans.at[best, 'line']}), "
+                             f"the span that fits it best, over " + ", ".join(
+                                 f"{o.label!r} (line {o.line})" for o in others.itertuples()))
+    return rows, matched, conflicts
+
+
+def one_line(text) -> str:
+    """A name or a transcript's words as one line of a subtitle file or a manifest cell: a line
+    break (even from a damaged cache entry) would start another cue, and ``-->`` another time line."""
+    return " ".join(str(text).split()).replace("-->", "->")
 
 
 def _stamp(seconds: float, separator: str) -> str:
@@ -131,8 +168,8 @@ def subtitles_text(utterances: list[dict], vtt: bool = False) -> str:
     for i, u in enumerate(utterances, 1):
         sep = "." if vtt else ","
         times = f"{_stamp(u['start'], sep)} --> {_stamp(u['end'], sep)}"
-        text = " ".join(str(u["text"]).split()).replace("-->", "->")
-        cues.append(f"{times}\n{u['speaker']}: {text}\n" if vtt else f"{i}\n{times}\n{u['speaker']}: {text}\n")
+        text, speaker = one_line(u["text"]), one_line(u["speaker"])
+        cues.append(f"{times}\n{speaker}: {text}\n" if vtt else f"{i}\n{times}\n{speaker}: {text}\n")
     return ("WEBVTT\n\n" if vtt else "") + "\n".join(cues)
 
 
@@ -141,6 +178,17 @@ def write_subtitles(utterances: list[dict], path) -> Path:
 
     text = subtitles_text(utterances, vtt=Path(path).suffix.lower() == ".vtt")
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def heard_subtitles(utterances: list[dict], path: Path, command: str = "predict") -> Path:
+    """What was heard as ``path``; where a different file of that name exists (subtitles a
+    person made or corrected), it is kept and this goes to ``<name>.heard<suffix>`` instead."""
+    path = Path(path)
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") != subtitles_text(
+            utterances, vtt=path.suffix.lower() == ".vtt"):
+        kept, path = path, path.with_suffix(f".heard{path.suffix}")
+        print(f"{command}: {kept} exists and is not what was heard: kept; what was heard -> {path}")
+    return write_subtitles(utterances, path)
 
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:

@@ -271,10 +271,10 @@ def test_predict_input_problems_are_one_line_errors(tiny_corpus, tmp_path, capsy
               "holds 2 dialogues; predict reads one conversation per CSV"),
              (f"turn,speaker,text,media\n0,A,hi,{clip}\n0,B,yo,{clips_of(tiny_corpus)[1]}\n", str(run),
               "turn 0 of dialogue"),
-             (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(run), "would overwrite an input")]   # --out is the CSV
+             (f"turn,speaker,text,media\n0,A,hi,{clip}\n", str(run), "is an input of this command")]   # --out is the CSV
     for text, run_dir, message in cases:
         (folder / "turns.csv").write_text(text)
-        out = folder / "turns.csv" if "overwrite" in message else tmp_path / "new" / "p.csv"
+        out = folder / "turns.csv" if "input of this" in message else tmp_path / "new" / "p.csv"
         code, err = _cli(["predict", "--run", run_dir, "--clips", str(folder), "--csv", str(folder / "turns.csv"),
                           "--out", str(out)], capsys)
         assert code == 2 and message in err, (message, err)

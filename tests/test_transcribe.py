@@ -226,3 +226,19 @@ def test_a_generated_monologue_is_one_speaker_and_too_many_speakers_are_refused(
     assert [t["speaker"] for t in truth["turns"]] == ["S1"] * 3
     with pytest.raises(ValueError, match="speakers 5: 1 to 4"):
         make_recording(tmp_path / "five.mp4", RecordingSpec(speakers=5, turns=6))
+
+
+def test_a_recording_whose_audio_starts_late_is_transcribed_on_the_containers_clock(talk, weights, tmp_path):
+    """Audio starting 2.94 s into an mp4 put every cue 2.9 s early (times counted from the first
+    audio sample), and predict then cut each turn's features from the wrong speech."""
+    from extractors.media import load_audio, load_frames, probe, write_clip
+
+    video, _ = talk
+    frames, _ = load_frames(video, max_side=64)
+    write_clip(tmp_path / "late.mp4", frames, round(probe(video).fps), load_audio(video), audio_start=int(2.5 * 16000))
+    transcriber = Transcriber(TranscribeConfig(model="tiny.en", cpu_threads=2, speakers=2), weights)
+    heard = transcriber.extract(str(video)).info["utterances"]
+    late = transcriber.extract(str(tmp_path / "late.mp4")).info["utterances"]
+    assert len(late) == len(heard) and len(heard) > 3
+    shifts = [b["start"] - a["start"] for a, b in zip(heard, late)]
+    assert all(abs(s - 2.5) < 0.3 for s in shifts), shifts

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from extractors.base import parallel_workers
 from extractors.media import write_clip
 from pipeline.demo.face import Expression, draw_face
 from pipeline.demo.voice import Prosody, engine_name, speak
@@ -52,6 +53,7 @@ EXPRESSIONS = {
 }
 VOICES = ("en-us", "en-us+f3")
 SKINS = ((224, 172, 140), (198, 134, 96), (241, 194, 160), (160, 110, 80))
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)   # the clips' audio codec takes these
 
 
 @dataclass
@@ -80,6 +82,8 @@ class DemoConfig:
             value = getattr(self, key)
             if value % 2 or not 16 <= value <= 4096:
                 raise ValueError(f"demo.{key} {value}: give an even number of pixels from 16 to 4096")
+        if self.sample_rate not in AAC_RATES:   # the clips' audio is AAC: another rate failed inside the encoder
+            raise ValueError(f"demo.sample_rate {self.sample_rate}: give one of AAC's rates {list(AAC_RATES)}")
         cues = self.cue_reliability
         if not isinstance(cues, dict) or set(cues) != {"text", "audio", "visual"} or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in cues.values()):
@@ -209,7 +213,7 @@ def generate(out_dir, cfg: DemoConfig | None = None, workers: int = 1, progress:
     splits = _assign_splits(dialogue_ids, cfg, rng)
     jobs = [(cfg, str(out_dir), d, name, splits[name]) for d, name in enumerate(dialogue_ids)]
     rows, engines = [], set()
-    with mp.get_context("fork").Pool(max(1, workers), maxtasksperchild=1) as pool:
+    with mp.get_context("fork").Pool(parallel_workers(workers, len(jobs)), maxtasksperchild=1) as pool:
         done = pool.imap(_make_dialogue, jobs)
         for dialogue_rows, engine in tqdm(done, total=len(jobs), desc="demo corpus", unit="dialogue",
                                           disable=None if progress else True):

@@ -8,8 +8,8 @@ from pipeline.store import MODALITIES, align
 
 def run(manifest_path, features_dir, out, report):
     manifest, classes = read_manifest(manifest_path)
-    check_writable(out, report)
     paths = {m: features_path(features_dir, m) for m in MODALITIES if features_path(features_dir, m).is_file()}
+    check_writable(out, unrecorded=[report], inputs=[manifest_path, *paths.values()], stage="align")
     _, coverage = align(manifest, classes, paths, out, report)
     for modality, info in coverage["modalities"].items():
         print(f"align: {modality} {info['present']}/{coverage['utterances']} present, "

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from pipeline.params import configs, section
+from pipeline.artifacts import check_writable
+from pipeline.params import configs, params_file, section
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ def run(out, params_path, dialogues=None, seed=None, workers=None):
     # the command line's values are checked as the params' are (--dialogues 0 is an error, not an empty corpus)
     values = {**section("demo", params_path), **{k: v for k, v in flags.items() if v is not None}}
     config, stage = configs("demo", values, DemoConfig, DemoStage)
+    out = Path(out)
+    check_writable(unrecorded=[out / "manifest.csv", out / "corpus.json"], folders=[out / "clips"],
+                   inputs=[params_file(params_path)])
     start = time.time()
     manifest = generate(out, config, workers=stage.workers)
     print(f"demo: {len(manifest)} clips in {manifest['dialogue_id'].nunique()} dialogues "

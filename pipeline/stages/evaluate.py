@@ -7,30 +7,34 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.data import SPLIT_ALIASES, SPLIT_NAMES, SPLITS, canonical_split
+from model.data import SPLIT_NAMES, canonical_split
 from model.metrics import classification_metrics, confusion, plot_confusion
 from model.train import check_store_fits, load_checkpoint, pick_device, predict_probs
 from pipeline.artifacts import atomic_write, check_writable
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, shown
 from pipeline.lineage import write_record
-from pipeline.params import configs, section
+from pipeline.params import configs, params_file, section
 from pipeline.store import load_store
+
+EVALUATE_FILES = ("predictions.csv", "confusion_recall.csv", "confusion_recall.png", "confusion_precision.csv",
+                  "confusion_precision.png")   # beside metrics.json, which has the record
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    split: str = "test"
-
-    CHOICES = {"split": SPLITS + tuple(SPLIT_ALIASES)}
+    split: str = "test"   # read as manifests read splits (canonical_split: TEST and dev too), checked in run
 
 
 def run(store_path, checkpoint, out, params_path, split=None):
-    given = split or configs("evaluate", section("evaluate", params_path), EvaluateConfig).split
-    split = canonical_split(given)   # dev: valid, as in a manifest
+    flag, given = split, split or configs("evaluate", section("evaluate", params_path), EvaluateConfig).split
+    split = canonical_split(given)   # TEST: test, dev: valid, as in a manifest
     if split is None:
-        raise PipelineError(f"evaluate --split: unknown split {given!r}; expected one of {SPLIT_NAMES}")
+        where = "--split" if flag else "params evaluate.split"
+        raise PipelineError(f"evaluate {where}: unknown split {shown(given)}; expected one of {SPLIT_NAMES}")
+    out = Path(out)
+    check_writable(out / "metrics.json", unrecorded=[out / n for n in EVALUATE_FILES], folders=[out],
+                   inputs=[store_path, checkpoint, params_file(params_path)], stage="evaluate")
     store = load_store(store_path)
-    check_writable(folders=[out])
     model, blob = load_checkpoint(checkpoint, pick_device("auto"))
     check_store_fits(store, blob, store_path, checkpoint)
     classes = blob["classes"]

@@ -20,7 +20,7 @@ from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
 from pipeline.labels import IEMOCAP_EMOTIONS, MELD_EMOTIONS, MELD_SENTIMENTS
 from pipeline.lineage import write_record
-from pipeline.params import configs, section
+from pipeline.params import configs, expanded_size, params_file, section
 from pipeline.store import MODALITIES, check_store, load_store, save_store, write_npz
 
 PICKLE_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "videoAudio", "videoVisual",
@@ -152,11 +152,19 @@ def read_pickle_safely(path):
         raise ExchangeError(f"{path}: file not found")
     data = Path(path).read_bytes()
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        loaded = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except RefusedGlobal as exc:
         raise ExchangeError(f"{path}: {exc}") from exc
     except Exception as exc:  # truncated or not a pickle at all
         raise ExchangeError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
+    # Each value a pickle holds costs it at least a byte, or two where it repeats one already
+    # written; one that holds far more refers to the same lists again and again (a 35 KB file that
+    # stood for billions of values took 4 GB before its error): refused before anything walks it.
+    limit = 2 * len(data) + 10_000
+    if expanded_size(loaded, limit) > limit:
+        raise ExchangeError(f"{path}: holds more than {limit:,} values through shared references in "
+                            f"{len(data):,} bytes (or a list inside itself); not a feature pickle")
+    return loaded
 
 
 def import_pickle(path, classes=None) -> dict:
@@ -256,6 +264,7 @@ def import_mosi(folder) -> dict:
 
 
 FORMATS = ("npz", "csv", "pickle")
+EXPORT_SUFFIX = {"npz": "npz", "csv": "csv", "pickle": "pkl"}   # each format's file: features.<suffix>
 
 
 @dataclass(frozen=True)
@@ -269,10 +278,14 @@ class ExportConfig:
 def run_export(store_path, out, params_path, formats=None, layout=None):
     config = configs("export", section("export", params_path), ExportConfig)
     formats, layout = formats or config.formats, layout or config.layout
+    if not formats:
+        raise ExchangeError(f"params export.formats: {list(formats)!r} names no format, so nothing would be written; "
+                            f"name one or more of {list(FORMATS)}")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExchangeError(f"export: unknown format(s) {unknown}; known: {list(FORMATS)}")
-    check_writable(folders=[out])
+    check_writable(*(Path(out) / f"features.{EXPORT_SUFFIX[f]}" for f in formats), folders=[out],
+                   inputs=[store_path, params_file(params_path)], stage="export")
     written = export_store(load_store(store_path), out, formats, source=store_path, layout=layout)
     for path in written:
         print(f"export: {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -280,7 +293,7 @@ def run_export(store_path, out, params_path, formats=None, layout=None):
 
 
 def run_import(fmt, src, out, classes=None):
-    check_writable(out)
+    check_writable(out, inputs=[src], stage="import")
     store = import_pickle(src, classes) if fmt == "pickle" else import_mosi(src)
     check_store(store, src)   # named by the file it came from (a dialogue in trainVid and testVid: its ids twice)
     save_store(store, out, "import", {"format": fmt, "src": str(src)}, inputs=[src])

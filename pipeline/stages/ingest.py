@@ -10,7 +10,7 @@ from pipeline.datasets import command_line_labels, read_dataset
 from pipeline.errors import ParamsError
 from pipeline.lineage import write_record
 from pipeline.manifest import require_training_split, write_manifest
-from pipeline.params import configs, section
+from pipeline.params import configs, params_file, section
 
 
 HOLDOUT = ("holdout_share", "holdout_seed")
@@ -55,7 +55,8 @@ def run(out, params_path, fmt=None, root=None, csv=None, labels=None, cache=None
             params["cache"] = cache
     elif cache:
         raise ParamsError(f"ingest: --cache is for the video format (its transcripts), not {fmt}")
-    check_writable(out)
+    files = [params.get("csv")] + ([params["labels"]] if fmt in ("video", "subtitles") and params.get("labels") else [])
+    check_writable(out, inputs=[root, *files, params_file(params_path)], stage="ingest")
     manifest = read_dataset(fmt, root, **params)
     if manifest.attrs["labels"]:
         require_training_split(manifest, root, manifest.attrs["labels"])

@@ -18,7 +18,7 @@ from pipeline.errors import ParamsError, PipelineError
 from pipeline.lineage import write_record
 from pipeline.manifest import read_manifest, training_parts
 from pipeline.crossfit import CrossFitting, content_key, cross_fit
-from pipeline.params import check_overrides, configs, section
+from pipeline.params import check_overrides, configs, params_file, section
 from pipeline.store import label_indices, save_features
 
 
@@ -151,7 +151,7 @@ def run(modality: str, manifest_path, out, model_path, cache_root, params_path, 
     stage_configs(modality, params)   # a typo fails here, before any work
     check_overrides(modality, workers=workers, scheduler=scheduler)   # --workers, --scheduler: as the params are
     manifest, classes = read_manifest(manifest_path)
-    return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path],
+    return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path, params_file(params_path)],
                  scheduler=scheduler)
 
 
@@ -159,7 +159,7 @@ def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dic
           workers=None, progress=True, inputs=(), scheduler=None):
     """Extract every clip (cached), fit the part on the labelled training clips, write features and part."""
     config, stage, crossfit, cnn3d = stage_configs(modality, params)
-    check_writable(out, model_path, folders=[Path(cache_root) / modality])
+    check_writable(out, model_path, folders=[Path(cache_root) / modality], inputs=inputs, stage=modality)
     raw, present, reasons, infos, counts = extract_raw(modality, manifest, config, cache_root,
                                                        workers if workers is not None else stage.workers, progress,
                                                        scheduler or stage.scheduler)

@@ -20,8 +20,9 @@ from pipeline.parts import load_part
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_record, record_path
 from pipeline.manifest import ManifestError, read_csv_any_encoding, validate
-from pipeline.params import configs, load_params
+from pipeline.params import configs, load_params, params_file
 from pipeline.report import write_page
+from pipeline.transcripts import heard_subtitles
 from extractors.registry import media_extractor
 from pipeline.stages.media import MediaStage, extract_raw
 from pipeline.stages.text import text_inputs
@@ -226,18 +227,6 @@ def transcribed_conversation(video, params: dict, cache_root) -> tuple[pd.DataFr
     return validate(frame_of(conversation_rows(video, result, str(video))), video), result
 
 
-def heard_subtitles(utterances: list[dict], path: Path) -> Path:
-    """What was heard as ``path``; where a different file of that name exists (subtitles a
-    person made or corrected), it is kept and this goes to ``<name>.heard<suffix>`` instead."""
-    from pipeline.transcripts import subtitles_text, write_subtitles
-
-    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") != subtitles_text(
-            utterances, vtt=path.suffix.lower() == ".vtt"):
-        kept, path = path, path.with_suffix(f".heard{path.suffix}")
-        print(f"predict: {kept} exists and is not what was heard: kept; what was heard -> {path}")
-    return write_subtitles(utterances, path)
-
-
 def report_missing(store: dict, modalities) -> None:
     """Say on the console which utterances lacked a modality, and why (the CSV has the masks)."""
     for modality in modalities:
@@ -383,13 +372,10 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
         raise PredictError("give --clips and --csv (a folder of clips and its CSV), or --video (with --subtitles "
                            "where a transcript exists; without, the speech is transcribed)")
     paths = output_paths(out)
-    given = {Path(p).resolve() for p in (csv, video, subtitles) if p}
-    if any(path.resolve() in given for path in paths.values()):
-        raise PredictError(f"{out}: the outputs ({', '.join(p.name for p in paths.values())}) would overwrite an input; "
-                           f"name another --out")
-    if subtitles and Path(subtitles).resolve() in {paths["srt"].resolve(), paths["vtt"].resolve()}:
-        paths.pop("srt"), paths.pop("vtt")   # never write over the subtitles the user gave
-    check_writable(*paths.values())
+    if video and subtitles:   # what was heard is written only for a recording alone
+        paths.pop("srt"), paths.pop("vtt")
+    run_files = [run_file(run_dir, name) for name in RUN_FILES]
+    check_writable(unrecorded=paths.values(), inputs=[csv, video, subtitles, params_file(params_path), *run_files])
     params = load_params(params_path)
     run_dir = Path(run_dir) if run_dir else SHIPPED
     from pipeline.shipped import is_shipped

@@ -14,7 +14,7 @@ from model.train import check_store_fits, load_checkpoint, pick_device
 from pipeline.artifacts import RUN_FILES, check_writable, features_path
 from pipeline.errors import PipelineError
 from pipeline.lineage import read_json_object, read_record, record_path, unreadable_file
-from pipeline.params import configs, load_params, section
+from pipeline.params import configs, load_params, params_file, section
 from pipeline.report import Html, build_page, dialogue_browser, esc, figure, image, table, write_page
 from pipeline.store import MODALITIES, load_store, read_npz
 
@@ -151,7 +151,10 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
     config = configs("report", section("report", params_path), ReportConfig)
     if Path(out).is_dir() or not Path(out).suffix:   # a folder: the page is its index.html
         out = Path(out) / "index.html"
-    check_writable(out)
+    read = [store_path, checkpoint, history_path, summary_path, params_file(params_path), Path(eval_dir) / "metrics.json",
+            *(Path(eval_dir) / f"confusion_{n}.png" for n in ("recall", "precision")),
+            *(features_path(features_dir, m) for m in MODALITIES)]
+    check_writable(unrecorded=[out], inputs=read)
     store = load_store(store_path)
     summary = read_json_object(summary_path, "training summary")
     for key in ("selected_epoch", "epochs_run"):   # drawn on the curves and written on the page

@@ -17,7 +17,7 @@ from pipeline.manifest import read_manifest, require_training_split, training_pa
 from pipeline.errors import ParamsError, PipelineError
 from pipeline.crossfit import CrossFitting, check_cross_fitting, content_key, cross_fit
 from pipeline.numerics import settings
-from pipeline.params import configs, section
+from pipeline.params import configs, params_file, section
 from pipeline.store import label_indices, part_features, save_features
 
 
@@ -56,7 +56,7 @@ def run(manifest_path, out, model_path, params_path, cache_root):
     params = section("text", params_path)
     configs("text", params, *CONFIGS)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(manifest, classes, params, out, model_path, cache_root, inputs=[manifest_path])
+    return build(manifest, classes, params, out, model_path, cache_root, inputs=[manifest_path, params_file(params_path)])
 
 
 def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root=None, inputs=()):
@@ -65,7 +65,7 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     backbone, config, sentence, crossfit = configs("text", params, *CONFIGS)
     if backbone.backbone not in ("kim_cnn", "sentence_transformer"):
         raise ParamsError(f"text.backbone must be kim_cnn or sentence_transformer, not {backbone.backbone!r}")
-    check_writable(out, model_path)
+    check_writable(out, model_path, inputs=inputs, stage="text")
     require_training_split(manifest, out, classes)
     if sentence.context_turns and backbone.backbone != "sentence_transformer":
         raise ParamsError(f"text.context_turns {sentence.context_turns}: only the sentence_transformer backbone "

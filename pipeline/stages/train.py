@@ -13,7 +13,7 @@ from model.dimmn import ModelConfig
 from model.train import TrainConfig, train
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.lineage import write_record
-from pipeline.params import configs, section
+from pipeline.params import configs, params_file, section
 from pipeline.store import load_store
 
 
@@ -21,8 +21,9 @@ def run(store_path, checkpoint, history_path, summary_path, params_path, progres
     model_params, train_params = section("model", params_path), section("train", params_path)
     model_config = configs("model", model_params, ModelConfig)
     train_config = configs("train", train_params, TrainConfig)
+    check_writable(checkpoint, unrecorded=[history_path, summary_path], inputs=[store_path, params_file(params_path)],
+                   stage="train")
     store = load_store(store_path)
-    check_writable(checkpoint, history_path, summary_path)
     _, history, summary = train(store, model_config, train_config, checkpoint=checkpoint, progress=progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return summary

@@ -2,7 +2,8 @@
 
 The same step ``ingest --format video`` and ``predict --video`` (without subtitles) run, with
 the same cache: transcribing here first makes those instant. The SRT/VTT files can be corrected
-by hand and given back with ``--subtitles``.
+by hand and given back with ``--subtitles``; run again, it keeps a corrected (or hand-made)
+``<video>.srt`` and writes what was heard beside it as ``<video>.heard.srt``, as ``predict`` does.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 
 from pipeline.artifacts import atomic_write, check_writable
 from pipeline.errors import PipelineError
-from pipeline.params import check_overrides, section
-from pipeline.subtitles import VIDEO_SUFFIXES, stem_clash, videos_in
-from pipeline.transcripts import transcribe, transcribe_configs, write_subtitles
+from pipeline.lineage import write_record
+from pipeline.params import check_overrides, params_file, section
+from pipeline.subtitles import RECORDINGS, stem_clash, videos_in
+from pipeline.transcripts import heard_subtitles, transcribe, transcribe_configs
 
 
 def recordings(source) -> list[Path]:
@@ -25,7 +27,7 @@ def recordings(source) -> list[Path]:
         raise PipelineError(f"{source}: no such video or folder")
     videos = videos_in(source)
     if not videos:
-        raise PipelineError(f"{source}: no video ({', '.join(VIDEO_SUFFIXES)}) in the folder")
+        raise PipelineError(f"{source}: no {RECORDINGS} in the folder")
     clash = stem_clash(videos)
     if clash:   # else the second's JSON, SRT and VTT overwrite the first's
         first, second = clash
@@ -49,15 +51,20 @@ def run(source, out, params_path, cache_root, workers=None, scheduler=None):
     check_overrides("transcribe", workers=workers, scheduler=scheduler)
     videos = recordings(source)
     out = Path(out)
-    check_writable(folders=[out])
+    # a hand-made or corrected <video>.srt/.vtt is kept (what was heard goes beside it, as predict does)
+    check_writable(*(out / f"{v.stem}.json" for v in videos), folders=[out], stage="transcribe",
+                   unrecorded=[out / f"{v.stem}{suffix}" for v in videos for suffix in (".srt", ".vtt")],
+                   inputs=[*videos, params_file(params_path)])
     results = transcribe(videos, params, cache_root, workers, scheduler=scheduler)
     for video in videos:
         result = results[str(video)]
         record = dict(result.info, recording=str(video), error=result.error)
-        atomic_write(out / f"{video.stem}.json", lambda h: h.write((json.dumps(record, indent=1) + "\n").encode()))
+        written = atomic_write(out / f"{video.stem}.json",
+                               lambda h: h.write((json.dumps(record, indent=1) + "\n").encode()))
+        write_record(written, "transcribe", params, inputs=[video])
         if result.vector is not None:
             for suffix in (".srt", ".vtt"):
-                write_subtitles(result.info["utterances"], out / f"{video.stem}{suffix}")
+                heard_subtitles(result.info["utterances"], out / f"{video.stem}{suffix}", "transcribe")
         print(f"transcribe: {summary_line(video, result)}")
     found = sum(1 for v in videos if results[str(v)].vector is not None)
     print(f"transcribe: {found}/{len(videos)} recordings with speech -> {out}")
