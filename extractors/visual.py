@@ -466,3 +466,38 @@ BACKBONES = {
 }
 PRETRAINED_BACKBONES = {"expression": lambda: _expression().network()}   # loaded once per process
 TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network trained in the stage (cnn3d.py)
+
+
+def face_thumbnail(media, start=None, end=None, speaker_x: float | None = None, side: int = 72,
+                   config: VisualConfig | None = None) -> bytes | None:
+    """A small JPEG of the face read for an utterance: the frame at its middle, the face nearest
+    ``speaker_x`` (where ``speaker: active`` found the speaking face, a share of the width) or
+    else the largest, as the square box fer's crop takes (``expression.haar_box``). None without
+    a face in that frame."""
+    from extractors.expression import haar_box
+
+    cfg = config or VisualConfig()
+    if start is not None and end is not None and end > start:
+        middle = (start + end) / 2
+        frames, _ = load_frames(media, None, middle, min(end, middle + 0.2), cfg.max_side)
+    else:
+        frames, _ = load_frames(media, 1.0, None, None, cfg.max_side)
+        frames = frames[len(frames) // 2:]
+    if not len(frames):
+        return None
+    rgb = frames[0]
+    faces = face_finder(cfg.detector, cfg.min_face, cfg.detect_side).find_all(rgb)
+    if not faces:
+        return None
+    if speaker_x is not None and speaker_x >= 0:
+        box = min(faces, key=lambda f: abs(f[0] + f[2] / 2 - speaker_x * rgb.shape[1]))
+    else:
+        box = largest(faces)
+    x, y, w, h = haar_box(box) if Detector(cfg.detector) is Detector.MEDIAPIPE else box
+    x, y = max(0, x), max(0, y)
+    crop = rgb[y:y + h, x:x + w]
+    if not crop.size:
+        return None
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA),
+                                                 cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return jpeg.tobytes() if ok else None
