@@ -27,7 +27,7 @@ from extractors.registry import media_extractor
 from pipeline.stages.media import MediaStage, extract_raw
 from pipeline.stages.text import text_inputs
 from pipeline.store import part_features, store_columns
-from pipeline.stages.ship import CLASS_ORDER, SHIPPED
+from pipeline.stages.ship import CLASS_ORDER, HEAD_FILE, SHIPPED
 from extractors.base import ExtractorError
 
 
@@ -374,13 +374,13 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
     paths = output_paths(out)
     if video and subtitles:   # what was heard is written only for a recording alone
         paths.pop("srt"), paths.pop("vtt")
-    run_files = [run_file(run_dir, name) for name in RUN_FILES]
-    check_writable(unrecorded=paths.values(), inputs=[csv, video, subtitles, params_file(params_path), *run_files])
-    params = load_params(params_path)
-    run_dir = Path(run_dir) if run_dir else SHIPPED
     from pipeline.shipped import is_shipped
 
+    run_dir = Path(run_dir) if run_dir else SHIPPED
     shipped = is_shipped(run_dir)
+    run_files = [run_dir / HEAD_FILE] if shipped else [run_file(run_dir, name) for name in RUN_FILES]
+    check_writable(unrecorded=paths.values(), inputs=[csv, video, subtitles, params_file(params_path), *run_files])
+    params = load_params(params_path)
     heard = None
     if video and not subtitles:
         conversation, heard = transcribed_conversation(video, params, cache_root)

@@ -130,15 +130,16 @@ def run(out, params_path, cache_root, meld=None):
     from model.conversation import FitConfig, HeadConfig, fit_head, head_blob
     from pipeline.datasets import read_meld_transcripts
     from pipeline.lineage import write_record
-    from pipeline.params import configs, section
+    from pipeline.params import configs, params_file, section
 
     params = dict(section("ship", params_path) or {})
     if meld:
         params["meld"] = meld
     config = configs("ship", params, ShipConfig)
     out = Path(out)
-    check_writable(folders=[out])
     csvs = [Path(config.meld) / name for name in ("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv")]
+    check_writable(out / HEAD_FILE, unrecorded=[out / METRICS_FILE, out / CARD_FILE],
+                   inputs=[*csvs, params_file(params_path)], stage="ship")
     frame = first_dialogues(read_meld_transcripts(config.meld), config.dialogues)
     states = encode_cached(frame["text"].tolist(), config, cache_root)
     head_config = HeadConfig(layers=states.shape[1], dim=states.shape[2], classes=len(MELD_EMOTIONS),
