@@ -470,24 +470,21 @@ TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network t
 
 def face_thumbnail(media, start=None, end=None, speaker_x: float | None = None, side: int = 72,
                    config: VisualConfig | None = None) -> bytes | None:
-    """A small JPEG of the face read for an utterance: the frame at its middle, the face nearest
-    ``speaker_x`` (where ``speaker: active`` found the speaking face, a share of the width) or
+    """A small JPEG of the face read for an utterance: the frame nearest its middle that shows a
+    face (sampled at 4 per second), the face nearest ``speaker_x`` (where ``speaker: active`` found the speaking face, a share of the width) or
     else the largest, as the square box fer's crop takes (``expression.haar_box``). None without
     a face in that frame."""
     from extractors.expression import haar_box
 
     cfg = config or VisualConfig()
-    if start is not None and end is not None and end > start:
-        middle = (start + end) / 2
-        frames, _ = load_frames(media, None, middle, min(end, middle + 0.2), cfg.max_side)
+    frames, _ = load_frames(media, 4.0, start, end, cfg.max_side)
+    finder = face_finder(cfg.detector, cfg.min_face, cfg.detect_side)
+    middle = len(frames) // 2   # the middle frame first, then outwards: the first with a face
+    for i in sorted(range(len(frames)), key=lambda i: abs(i - middle)):
+        rgb, faces = frames[i], finder.find_all(frames[i])
+        if faces:
+            break
     else:
-        frames, _ = load_frames(media, 1.0, None, None, cfg.max_side)
-        frames = frames[len(frames) // 2:]
-    if not len(frames):
-        return None
-    rgb = frames[0]
-    faces = face_finder(cfg.detector, cfg.min_face, cfg.detect_side).find_all(rgb)
-    if not faces:
         return None
     if speaker_x is not None and speaker_x >= 0:
         box = min(faces, key=lambda f: abs(f[0] + f[2] / 2 - speaker_x * rgb.shape[1]))

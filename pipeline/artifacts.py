@@ -40,7 +40,7 @@ def run_file(run_dir, name: str) -> Path:
     return Path(run_dir) / RUN_FILES[name]
 
 
-def check_writable(*files, folders=(), inputs=(), stage=None, unrecorded=()) -> None:
+def check_writable(*files, folders=(), inputs=(), stage=None, unrecorded=(), owner=None) -> None:
     """Fail before hours of work, not after, and never write over what is not the command's own.
 
     Every command checks its outputs here, once, before any work: ``files`` (outputs that get a
@@ -52,6 +52,9 @@ def check_writable(*files, folders=(), inputs=(), stage=None, unrecorded=()) -> 
     - No output may be a file another stage made (its record names that stage), and where
       ``stage`` is given, an existing file among ``files`` must carry its record: one without is
       a user's file, not an earlier run's output.
+    - ``owner`` (one of ``files``): the unrecorded outputs are this command's own only beside an
+      owner that carries this ``stage``'s record; an existing one beside an owner without it is a
+      user's file (``predict --out talk.csv`` beside a talk.html of one's own).
     - The folder of each output and each of ``folders`` is created and must be writable, and no
       file path may be a folder (a path without a suffix is still a file: ``--out predictions``
       once made a folder of that name, then failed on it)."""
@@ -86,6 +89,11 @@ def check_writable(*files, folders=(), inputs=(), stage=None, unrecorded=()) -> 
         if maker is None and stage is not None and _resolved(path) in recorded:
             raise PipelineError(f"{path}: exists and was not written by {stage} (no {stage} record beside it): a "
                                 f"file of yours? Name another output, or remove it first")
+    if owner is not None and recorded_stage(owner) != stage:
+        for path in map(Path, unrecorded):
+            if path.is_file():
+                raise PipelineError(f"{path}: exists and was not written by {stage} (no {stage} record beside "
+                                    f"{Path(owner).name}): a file of yours? Name another output, or remove it first")
     for folder in [*(p.parent for p in outputs), *map(Path, folders)]:
         try:
             folder.mkdir(parents=True, exist_ok=True)

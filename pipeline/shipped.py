@@ -44,10 +44,10 @@ class ShippedModel:
         return list(self.blob["classes"])
 
     def describe(self) -> str:
-        card = self.blob.get("card", {})
+        card = self.blob["card"]
         return (f"model {self.folder.name}: words in context ({self.blob['encoder']}, frozen, and a dialogue head) "
-                f"trained on MELD (Friends), MELD test weighted F1 {card.get('wf1_mean', float('nan')):.1f} "
-                f"(mean of {card.get('seeds', '?')} seeds); face: the FER2013 network")
+                f"trained on MELD (Friends), MELD test weighted F1 {card['wf1_mean']:.1f} "
+                f"(mean of {card['seeds']} seeds); face: the FER2013 network")
 
 
 def is_shipped(folder) -> bool:
@@ -57,10 +57,10 @@ def is_shipped(folder) -> bool:
 
 
 def load_shipped(folder) -> ShippedModel:
-    """The shipped head, read as data (no code runs), checked before use."""
+    """The shipped head, read as data (no code runs), every field checked before use."""
     from model.conversation import head_from_blob
     from pipeline.parts import non_finite
-    from pipeline.stages.ship import HEAD_FILE, KIND
+    from pipeline.stages.ship import HEAD_FILE
 
     folder = Path(folder)
     path = folder / HEAD_FILE
@@ -68,19 +68,53 @@ def load_shipped(folder) -> ShippedModel:
         raise ShippedError(f"{path}: the shipped model's head is missing (rebuild it: dvc repro data/shipped/dvc.yaml)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a pickle with code, a torn or foreign file: refused alike
-        raise ShippedError(f"{path}: not a model this pipeline wrote (refused: {str(exc).splitlines()[0][:200]})") from exc
-    if not isinstance(blob, dict) or blob.get("kind") != KIND:
-        raise ShippedError(f"{path}: not a conversation head (kind {blob.get('kind') if isinstance(blob, dict) else None!r})")
-    if bad := non_finite(blob.get("head", {}).get("state", {})):
+    except Exception as exc:  # a pickle with code, a torn, empty or foreign file: refused alike
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ShippedError(f"{path}: not a model this pipeline wrote; refused unread, nothing in it was run "
+                           f"({first})") from exc
+    check_blob(blob, path)
+    if bad := non_finite(blob["head"]["state"]):
         raise ShippedError(f"{path}: holds non-finite values in {', '.join(bad[:3])} (damaged; rebuild it)")
     try:
         head = head_from_blob(blob["head"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ShippedError(f"{path}: its head cannot be rebuilt ({exc})") from exc
-    if list(blob["classes"]) != MELD_EMOTIONS:
-        raise ShippedError(f"{path}: classes {blob['classes']} are not MELD's {MELD_EMOTIONS}")
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise ShippedError(f"{path}: its head cannot be rebuilt ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from exc
     return ShippedModel(folder, blob, head)
+
+
+HEAD_LIMITS = {"layers": (1, 64), "dim": (1, 4096), "classes": (7, 7), "hidden": (2, 4096), "speakers": (1, 64)}
+
+
+def check_blob(blob, path) -> None:
+    """Every field ``load_shipped`` and ``predict`` read, of the type and in the range ``ship`` writes."""
+    from pipeline.stages.ship import KIND, ShipConfig
+
+    def refuse(what: str):
+        raise ShippedError(f"{path}: {what}: not a head that python -m pipeline ship wrote (rebuild it)")
+
+    if not isinstance(blob, dict) or blob.get("kind") != KIND:
+        refuse(f"not a conversation head (kind {blob.get('kind') if isinstance(blob, dict) else None!r})")
+    if blob.get("classes") != MELD_EMOTIONS:
+        refuse(f"classes {blob.get('classes')!r} are not MELD's {MELD_EMOTIONS}")
+    if blob.get("encoder") not in ShipConfig.CHOICES["encoder"]:
+        refuse(f"encoder {blob.get('encoder')!r} is not one of {list(ShipConfig.CHOICES['encoder'])}")
+    if not isinstance(blob.get("encoder_sha256"), str):
+        refuse("no encoder_sha256")
+    tokens = blob.get("max_tokens")
+    if type(tokens) is not int or not 1 <= tokens <= 512:
+        refuse(f"max_tokens {tokens!r} is not a whole number from 1 to 512")
+    head = blob.get("head")
+    if not isinstance(head, dict) or not isinstance(head.get("config"), dict) or not isinstance(head.get("state"), dict):
+        refuse("no head config and state")
+    config = head["config"]
+    for key, (low, high) in HEAD_LIMITS.items():
+        if type(config.get(key)) is not int or not low <= config[key] <= high:
+            refuse(f"head {key} {config.get(key)!r} is not a whole number from {low} to {high}")
+    if type(config.get("dropout")) not in (int, float) or not 0 <= config["dropout"] < 1:
+        refuse(f"head dropout {config.get('dropout')!r} is not in [0, 1)")
+    card = blob.get("card")
+    if not isinstance(card, dict) or not all(type(card.get(k)) in (int, float) for k in ("wf1_mean", "seeds")):
+        refuse("no card with wf1_mean and seeds")
 
 
 def text_channel(model: ShippedModel, conversation: pd.DataFrame, cache_root) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +143,8 @@ FACE_SETTINGS = {"backbone": "expression", "speaker": "active"}   # the speaking
 
 def face_channel(conversation: pd.DataFrame, cache_root, workers: int = 1):
     """(N, 7) FER2013 probabilities in MELD_EMOTIONS order (rows without a face: NaN), the mask of
-    turns with a face, and each turn's extraction info (where the chosen face was)."""
+    turns with a face, each turn's extraction info (where the chosen face was) and, for a turn
+    without a face, why (no face seen, an unreadable file ...)."""
     from extractors.expression import CLASSES
     from extractors.visual import VisualConfig
     from pipeline.stages.media import extract_raw
@@ -117,14 +152,14 @@ def face_channel(conversation: pd.DataFrame, cache_root, workers: int = 1):
     media = conversation["media"].fillna("").astype(str)
     probs = np.full((len(conversation), len(MELD_EMOTIONS)), np.nan)
     if not (media != "").any():
-        return probs, np.zeros(len(conversation), bool), [{} for _ in range(len(conversation))]
-    raw, present, _, infos, _ = extract_raw("visual", conversation, VisualConfig(**FACE_SETTINGS), cache_root,
-                                            workers, progress=False)
+        return probs, np.zeros(len(conversation), bool), [{}] * len(conversation), ["no_media"] * len(conversation)
+    raw, present, reasons, infos, _ = extract_raw("visual", conversation, VisualConfig(**FACE_SETTINGS), cache_root,
+                                                  workers, progress=False)
     if raw is not None:
         fer = raw[:, :len(CLASSES)]   # the first seven of the pooled feature: the mean probabilities
         columns = [CLASSES.index(next(f for f, m in FER_TO_MELD.items() if m == c)) for c in MELD_EMOTIONS]
         probs[present] = fer[:, columns]
-    return probs, present, infos
+    return probs, present, infos, [str(r) for r in reasons]
 
 
 def fer_prior() -> np.ndarray:

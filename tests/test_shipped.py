@@ -126,3 +126,70 @@ def test_a_rebuild_on_a_small_meld_gives_the_same_files_twice(tmp_path):
     assert record["params"]["seeds"] == 2 and "seed" in (outs[0] / "README.md").read_text()
     model = load_shipped(outs[0])
     assert model.blob["card"]["seeds"] == 2 and model.head.config.hidden == 16
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda b: b.pop("classes"), "classes"),
+    (lambda b: b.update(classes=None), "classes"),
+    (lambda b: b.pop("encoder"), "encoder"),
+    (lambda b: b.update(encoder="../../../../etc"), "encoder"),
+    (lambda b: b.update(max_tokens=-5), "max_tokens"),
+    (lambda b: b.update(max_tokens="abc"), "max_tokens"),
+    (lambda b: b["head"]["config"].update(dropout=5), "dropout"),
+    (lambda b: b["head"]["config"].update(speakers=0), "speakers"),
+    (lambda b: b["head"]["config"].update(hidden="256"), "hidden"),
+    (lambda b: b["card"].update(wf1_mean="high"), "card"),
+])
+def test_every_field_of_a_tampered_head_is_checked_before_use(shipped, tmp_path, tamper, message):
+    import copy
+
+    blob = copy.deepcopy(shipped.blob)
+    tamper(blob)
+    torch.save(blob, tmp_path / "head.pt")
+    with pytest.raises(ShippedError, match=message):
+        load_shipped(tmp_path)
+
+
+def test_an_empty_head_file_is_one_clear_error(tmp_path):
+    (tmp_path / "head.pt").write_bytes(b"")
+    with pytest.raises(ShippedError, match="nothing in it was run"):
+        load_shipped(tmp_path)
+
+
+def _cli(args, cwd=ROOT):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_ship_names_a_label_that_is_not_meld_s_and_a_split_without_rows(tmp_path):
+    meld = _tiny_meld(tmp_path / "meld")
+    test = pd.read_csv(meld / "test_sent_emo.csv")
+    test.loc[3, "Emotion"] = "happy"
+    test.to_csv(meld / "test_sent_emo.csv", index=False)
+    done = _cli(["ship", "--meld", str(meld), "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "c")])
+    assert done.returncode == 2 and "test_sent_emo.csv: 1 row(s) with a label" in done.stderr and "'happy'" in done.stderr
+    test.iloc[:0].to_csv(meld / "test_sent_emo.csv", index=False)
+    done = _cli(["ship", "--meld", str(meld), "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "c")])
+    assert done.returncode == 2 and "test_sent_emo.csv: holds no utterances" in done.stderr
+
+
+def test_ship_and_predict_leave_a_user_s_own_files_beside_their_outputs_alone(tmp_path):
+    meld = _tiny_meld(tmp_path / "meld")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("my notes")
+    done = _cli(["ship", "--meld", str(meld), "--out", str(tmp_path / "mine"), "--cache", str(tmp_path / "c")])
+    assert done.returncode == 2 and "README.md: exists and was not written by ship" in done.stderr
+    assert (tmp_path / "mine" / "README.md").read_text() == "my notes"
+    (tmp_path / "talk.html").write_text("my page")
+    (tmp_path / "talk.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nA: hi\n")
+    done = _cli(["predict", "--video", str(tmp_path / "talk.mp4"), "--subtitles", str(tmp_path / "talk.srt"),
+                 "--out", str(tmp_path / "talk.csv")])
+    assert done.returncode == 2 and "talk.html: exists and was not written by predict" in done.stderr
+    assert (tmp_path / "talk.html").read_text() == "my page"
+
+
+def test_a_link_to_a_recording_escapes_what_would_end_its_path(tmp_path):
+    from pipeline.stages.predict import media_link
+
+    row = {"media": str(tmp_path / "a#b c%.mp4"), "start": 1.25, "end": 3.0}
+    assert media_link(row, tmp_path / "out" / "talk.html") == "../a%23b%20c%25.mp4#t=1.2,3.0"

@@ -18,7 +18,7 @@ from model.train import load_checkpoint, pick_device, predict_probs
 from pipeline.artifacts import PATHS, RUN_FILES, atomic_write, check_writable, run_file
 from pipeline.parts import load_part
 from pipeline.errors import PipelineError
-from pipeline.lineage import read_record, record_path
+from pipeline.lineage import read_record, record_path, write_record
 from pipeline.manifest import ManifestError, read_csv_any_encoding, validate
 from pipeline.params import configs, load_params, params_file
 from pipeline.report import write_page
@@ -197,7 +197,7 @@ def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) get a
     leading apostrophe: a transcript is data, never a formula."""
     safe = table.copy()
-    for column in ("speaker", "text", "utterance_id"):
+    for column in [c for c in ("speaker", "text", "utterance_id") if c in safe]:
         safe[column] = [f"'{v}" if isinstance(v, str) and v.startswith(SPREADSHEET_TRIGGERS) else v
                         for v in safe[column]]
     return safe
@@ -253,6 +253,10 @@ def demo_trained(run_dir: Path) -> bool:
         return False
 
 
+SHIPPED_COLUMNS = (["start", "end", "speaker", "text", "language", "predicted", "probability"]
+                   + [f"{prefix}{c}" for prefix in ("p_", "text_p_", "face_p_") for c in CLASS_ORDER] + ["face"])
+
+
 def on_demo_corpus(conversation: pd.DataFrame) -> bool:
     """Whether every clip of the conversation is one of the demo corpus's own."""
     demo = Path(PATHS["demo"]).resolve()
@@ -268,7 +272,7 @@ def shipped_prediction(run_dir: Path, conversation: pd.DataFrame, params: dict, 
     model = load_shipped(run_dir)
     text, text_present = text_channel(model, conversation, cache_root)
     workers = configs("visual", {"workers": (params.get("visual") or {}).get("workers", 1)}, MediaStage).workers
-    face, face_present, infos = face_channel(conversation, cache_root, workers)
+    face, face_present, infos, reasons = face_channel(conversation, cache_root, workers)
     probs = combine(text, text_present, face, face_present)
     classes = model.classes
     table = conversation[["utterance_id", "turn", "start", "end", "speaker", "text"]].reset_index(drop=True)
@@ -286,6 +290,10 @@ def shipped_prediction(run_dir: Path, conversation: pd.DataFrame, params: dict, 
     print(f"predict: {model.describe()}")
     print(f"predict: words read for {counts['text']} of {counts['turns']} turns, a face for {counts['face']}; "
           f"the label combines both where both were read")
+    missing = pd.Series([r for r in reasons if r]).value_counts().to_dict()
+    if missing:
+        print(f"predict: no face for {sum(missing.values())} of {counts['turns']} turns ("
+              f"{', '.join(f'{k.replace(chr(95), chr(32))} {v}' for k, v in missing.items())}): their label is the words'")
     return table, {"model": model, "infos": infos, "counts": counts}
 
 
@@ -296,13 +304,13 @@ def media_link(row, page: Path) -> str:
     media = str(row.get("media") or "")
     if not media:
         return ""
-    href = Path(os.path.relpath(Path(media).resolve(), page.resolve().parent)).as_posix()
-    start, end = pd.to_numeric(pd.Series([row.get("start"), row.get("end")]), errors="coerce")
-    if pd.notna(start) and pd.notna(end):
-        href += f"#t={start:.1f},{end:.1f}"
     from urllib.parse import quote
 
-    return quote(href, safe="/#=,.-_~")
+    href = quote(Path(os.path.relpath(Path(media).resolve(), page.resolve().parent)).as_posix(), safe="/")
+    start, end = pd.to_numeric(pd.Series([row.get("start"), row.get("end")]), errors="coerce")
+    if pd.notna(start) and pd.notna(end):
+        href += f"#t={start:.1f},{end:.1f}"   # a media fragment: the player opens the turn
+    return href
 
 
 def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, title: str, page: Path) -> str:
@@ -376,10 +384,17 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
         paths.pop("srt"), paths.pop("vtt")
     from pipeline.shipped import is_shipped
 
+    default = not run_dir
     run_dir = Path(run_dir) if run_dir else SHIPPED
     shipped = is_shipped(run_dir)
+    if default and not shipped:
+        raise PredictError(f"{run_dir / HEAD_FILE}: the shipped model is missing (git checkout {run_dir}, or rebuild "
+                           f"it: dvc repro data/shipped/dvc.yaml); or name a run of your own with --run")
     run_files = [run_dir / HEAD_FILE] if shipped else [run_file(run_dir, name) for name in RUN_FILES]
-    check_writable(unrecorded=paths.values(), inputs=[csv, video, subtitles, params_file(params_path), *run_files])
+    inputs = [csv, video, subtitles, params_file(params_path), *run_files]
+    check_writable(paths["csv"], unrecorded=[paths["html"]], owner=paths["csv"], stage="predict", inputs=inputs)
+    subtitle_outputs = [p for k, p in paths.items() if k in ("srt", "vtt")]   # heard_subtitles keeps a person's own
+    check_writable(unrecorded=subtitle_outputs, inputs=inputs)
     params = load_params(params_path)
     heard = None
     if video and not subtitles:
@@ -398,7 +413,10 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
             table["language"] = heard.info["language"]
         else:
             table.insert(table.columns.get_loc("text") + 1, "language", heard.info["language"])
-    atomic_write(paths["csv"], lambda handle: spreadsheet_safe(table).to_csv(handle, index=False))
+    written_table = table[SHIPPED_COLUMNS] if shipped else table   # the shipped model's columns are fixed
+    atomic_write(paths["csv"], lambda handle: spreadsheet_safe(written_table).to_csv(handle, index=False))
+    write_record(paths["csv"], "predict", {"run": str(run_dir)},
+                 inputs=[p for p in (csv, video, subtitles, *run_files) if p and Path(p).is_file()])
     written = [paths["csv"]]
     if heard is not None:
         written += [heard_subtitles(heard.info["utterances"], paths[k]) for k in ("srt", "vtt")]

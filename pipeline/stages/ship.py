@@ -108,6 +108,20 @@ def dialogues_of(frame: pd.DataFrame, split: str, speakers: int) -> list[dict]:
     return out
 
 
+def check_meld(frame: pd.DataFrame, csvs: list[Path]) -> None:
+    """Every split has utterances and every label is one of MELD's seven (case and spaces aside)."""
+    frame["label"] = frame["label"].str.strip().str.lower()
+    for split, csv in zip(("train", "valid", "test"), csvs):
+        rows = frame[frame["split"] == split]
+        if rows.empty:
+            raise ShipError(f"{csv}: holds no utterances; ship trains on train, stops on dev and scores test")
+        bad = rows[~rows["label"].isin(MELD_EMOTIONS)]
+        if len(bad):
+            raise ShipError(f"{csv}: {len(bad)} row(s) with a label that is not one of MELD's {MELD_EMOTIONS}, "
+                            f"first {bad['label'].iloc[0]!r} (dialogue {bad['dialogue_id'].iloc[0]}, "
+                            f"utterance {bad['turn'].iloc[0]})")
+
+
 def first_dialogues(frame: pd.DataFrame, count: int) -> pd.DataFrame:
     if not count:
         return frame
@@ -138,9 +152,10 @@ def run(out, params_path, cache_root, meld=None):
     config = configs("ship", params, ShipConfig)
     out = Path(out)
     csvs = [Path(config.meld) / name for name in ("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv")]
-    check_writable(out / HEAD_FILE, unrecorded=[out / METRICS_FILE, out / CARD_FILE],
+    check_writable(out / HEAD_FILE, unrecorded=[out / METRICS_FILE, out / CARD_FILE], owner=out / HEAD_FILE,
                    inputs=[*csvs, params_file(params_path)], stage="ship")
     frame = first_dialogues(read_meld_transcripts(config.meld), config.dialogues)
+    check_meld(frame, csvs)
     states = encode_cached(frame["text"].tolist(), config, cache_root)
     head_config = HeadConfig(layers=states.shape[1], dim=states.shape[2], classes=len(MELD_EMOTIONS),
                              hidden=config.hidden, dropout=config.dropout)
