@@ -93,7 +93,8 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
     featurizer, info = fit(fit_rows)
     save_part(featurizer, model_path)
     write_record(model_path, "text", params, inputs, extra={"classes": classes, **info,   # predict names a demo run
-                                                             "datasets": sorted(manifest["dataset"].astype(str).unique())})
+                                                             "datasets": sorted(manifest["dataset"].astype(str).unique())
+                                                             if "dataset" in manifest else []})
     full = part_features(featurizer, pick(present), present)
     folds = cross_fit(lambda mask: fit(mask)[0], lambda part, mask: part.transform(pick(mask)), full,
                       manifest["dialogue_id"], train & present, fit_rows, valid & present,
