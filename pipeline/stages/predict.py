@@ -18,7 +18,7 @@ from model.train import load_checkpoint, pick_device, predict_probs
 from pipeline.artifacts import PATHS, RUN_FILES, atomic_write, check_writable, run_file
 from pipeline.parts import load_part
 from pipeline.errors import PipelineError
-from pipeline.lineage import read_record, record_path, write_record
+from pipeline.lineage import demo_trained, read_record, record_path, write_record
 from pipeline.manifest import ManifestError, read_csv_any_encoding, validate
 from pipeline.params import configs, load_params, params_file
 from pipeline.report import write_page
@@ -240,17 +240,6 @@ def report_missing(store: dict, modalities) -> None:
 DEMO_WARNING = ("This run was trained on the synthetic demo corpus (eSpeak voices, drawn faces): its emotions mean "
                 "nothing for a real recording. Leave out --run to use the shipped model, trained on real "
                 "conversations (MELD), with the face read by a network trained on real faces (FER2013).")
-
-
-def demo_trained(run_dir: Path) -> bool:
-    """Whether a run's parts were fitted on the demo corpus alone (its text part's record says)."""
-    record = record_path(run_file(run_dir, "text"))
-    if not record.is_file():
-        return False
-    try:
-        return read_record(run_file(run_dir, "text")).get("datasets") == ["demo"]
-    except PipelineError:
-        return False
 
 
 SHIPPED_COLUMNS = (["start", "end", "speaker", "text", "language", "predicted", "probability"]

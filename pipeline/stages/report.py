@@ -13,7 +13,7 @@ from model.explain import explain
 from model.train import check_store_fits, load_checkpoint, pick_device
 from pipeline.artifacts import RUN_FILES, check_writable, features_path
 from pipeline.errors import PipelineError
-from pipeline.lineage import read_json_object, read_record, record_path, unreadable_file
+from pipeline.lineage import demo_trained, read_json_object, read_record, record_path, unreadable_file
 from pipeline.params import configs, load_params, params_file, section
 from pipeline.report import Html, build_page, dialogue_browser, esc, figure, image, table, write_page
 from pipeline.store import MODALITIES, load_store, read_npz
@@ -174,7 +174,9 @@ def run(store_path, checkpoint, eval_dir, history_path, summary_path, features_d
                 (f"Metrics on {split}", metrics_section(metrics, eval_dir)),
                 (f"Dialogues of {split}", attention_section(checkpoint, store, store["split"] == split,
                                                             config.dialogues or None, store_path))]
-    page = build_page("DIMMN run report", f"store {store_path} · model {checkpoint}", sections)
+    trained_on = ("trained and tested on the synthetic demo corpus (eSpeak voices, drawn faces): these figures show "
+                  "the road works, not how well it reads real people" if demo_trained(run_dir) else "")
+    page = build_page("DIMMN run report", f"store {store_path} · model {checkpoint}", sections, model_line=trained_on)
     write_page(out, page)
     print(f"report: {out} ({len(page) / 1e6:.2f} MB)")
     return out

@@ -59,9 +59,9 @@ class ShipError(PipelineError):
 def encoder_identity(name: str, weights_root) -> str:
     """What the encoder's weights are, by hash: a rebuild on other weights must not reuse encodings."""
     from extractors.sentence import packaged_folder
-    from extractors.weights import sha256_of
+    from extractors.weights import checked_sha256
 
-    return sha256_of(Path(packaged_folder(name, weights_root)) / "model.safetensors")
+    return checked_sha256(Path(packaged_folder(name, weights_root)) / "model.safetensors")
 
 
 def encode_cached(texts: list[str], config: ShipConfig, cache_root, rows=None, chunk: int = 1000) -> np.ndarray:
@@ -109,8 +109,7 @@ def dialogues_of(frame: pd.DataFrame, split: str, speakers: int) -> list[dict]:
 
 
 def check_meld(frame: pd.DataFrame, csvs: list[Path]) -> None:
-    """Every split has utterances and every label is one of MELD's seven (case and spaces aside)."""
-    frame["label"] = frame["label"].str.strip().str.lower()
+    """Every split has utterances and every label is one of MELD's seven."""
     for split, csv in zip(("train", "valid", "test"), csvs):
         rows = frame[frame["split"] == split]
         if rows.empty:
