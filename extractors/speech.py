@@ -1,7 +1,8 @@
 """Speech found in a recording: voice activity, Whisper's words, utterances, speakers.
 
 For one recording: faster-whisper (CTranslate2) with its Silero VAD gives words with times;
-the words are cut into speaker windows of about ``window_s`` that never span a 0.25 s gap;
+the words are cut into speaker windows of about ``window_s`` that never span a 0.25 s gap
+between words nor a silence the VAD found;
 each window's voice becomes a speaker embedding (CAM++, or resemblyzer's d-vector), and the
 windows of the recording are clustered into speakers (the count given, or estimated). An
 utterance is a run of one speaker's words without a pause of ``pause_s``, at most
@@ -136,12 +137,15 @@ class TranscribeConfig:
     speech_pad_ms: int = 200         # VAD: padding kept around each region
     pause_s: float = 1.0             # a gap between one speaker's words at least this long ends an utterance
     max_utterance_s: float = 15.0    # a longer run is cut at its longest inner gap
-    window_s: float = 2.0            # speaker windows: about this much speech each, never across a 0.25 s gap
+    # The speaker settings were chosen on real voices (bench/real_voices.py --tune: the tuning
+    # recordings assembled from the Czech game dialogue, seeds 0-2), not on eSpeak's.
+    window_s: float = 1.0            # speaker windows: about this much speech, never across a pause
     voices: str = "campplus"         # the speaker encoder: campplus (CAM++) | resemblyzer
     speakers: int = 0                # 0: estimate the count; > 0: exactly this many
     max_speakers: int = 8
-    speaker_distance: float = 0.6    # voices further apart than this (cosine) are two speakers
-    min_speaker_share: float = 0.15  # a speaker has at least this share of the speech (else joins the nearest)
+    speaker_distance: float = 0.7    # voices further apart than this (cosine) are two speakers
+    min_speaker_share: float = 0.15  # a speaker has at least this share of the speech (else joins the nearest)...
+    distinct_voice: float = 0.2      # ...unless its voice is this unlike every other (cosine below): a brief speaker
     cpu_threads: int = 1             # CTranslate2 threads per worker process
     device: str = "auto"
 
@@ -231,35 +235,48 @@ class Transcriber:
         return self._load()
 
     def extract(self, media, start=None, end=None) -> Result:
-        signal = load_audio(media, start, end)
+        return self.extract_signal(load_audio(media, start, end), media)
+
+    def extract_signal(self, signal: np.ndarray, media="the recording") -> Result:
+        """``extract`` on audio already decoded (mono, 16 kHz); ``media`` names it in messages."""
         seconds = len(signal) / SAMPLE_RATE
-        words, language = self._words(signal)
+        words, language = self.words_of(signal)
         info = {"seconds": round(seconds, 3), "language": language[0], "language_probability": language[1],
                 "model": self.config.model}
         if not words:
             return Result(None, dict(info, utterances=[]), "no_speech",
                           f"{media}: no speech found ({seconds:.1f} s of audio; VAD threshold "
                           f"{self.config.vad_threshold})")
-        windows = speaker_windows(phrases(words, CHANGE_GAP_S), self.config.window_s)
-        vectors = np.stack([self.voices.embed(_cut(signal, w[0][1], w[-1][2])) for _, w in windows])
-        seconds = np.array([w[-1][2] - w[0][1] for _, w in windows])
-        labels = cluster_speakers(vectors, seconds, self.config.speakers, self.config.max_speakers,
-                                  self.config.speaker_distance, self.config.min_speaker_share)
+        regions = self.speech_regions(signal)
+        windows, vectors = self.voice_windows(signal, words, self.config.window_s, regions)
+        labels = self.speakers_of(vectors, windows, self.config)
         utterances = utterances_from(windows, labels, self.config.pause_s, self.config.max_utterance_s)
-        utterances = snap_to_speech(utterances, self._speech_regions(signal))
+        utterances = snap_to_speech(utterances, regions)
         utterance_vectors = np.stack([vectors[u.pop("windows")].mean(0) for u in utterances])
         info.update(utterances=utterances, speakers=len(set(labels)),
                     overlapping=sum(1 for a, b in zip(utterances, utterances[1:]) if b["start"] < a["end"]))
         return Result(utterance_vectors.astype(np.float32), info)
 
-    def _speech_regions(self, signal) -> list[tuple[float, float]]:
+    def voice_windows(self, signal, words, window_s: float, regions=None) -> tuple[list, np.ndarray]:
+        """The speaker windows of the words (split at the VAD's silences too), and each one's voice vector."""
+        windows = speaker_windows(phrases(words, CHANGE_GAP_S, regions), window_s)
+        return windows, np.stack([self.voices.embed(_cut(signal, w[0][1], w[-1][2])) for _, w in windows])
+
+    @staticmethod
+    def speakers_of(vectors: np.ndarray, windows: list, config: TranscribeConfig) -> list[int]:
+        """A speaker per window: the count given, or estimated by ``config``'s rule."""
+        seconds = np.array([w[-1][2] - w[0][1] for _, w in windows])
+        return cluster_speakers(vectors, seconds, config.speakers, config.max_speakers, config.speaker_distance,
+                                config.min_speaker_share, config.distinct_voice)
+
+    def speech_regions(self, signal) -> list[tuple[float, float]]:
         """Silero VAD's speech regions without padding: where the voice really starts and stops."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         options = VadOptions(threshold=self.config.vad_threshold, min_silence_duration_ms=300, speech_pad_ms=0)
         return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE) for r in get_speech_timestamps(signal, options)]
 
-    def _words(self, signal):
+    def words_of(self, signal):
         """[(word, start, end, probability)], (language, its probability)."""
         c = self.config
         if self._used:
@@ -283,15 +300,28 @@ def _cut(signal: np.ndarray, start: float, end: float) -> np.ndarray:
 CHANGE_GAP_S = 0.25   # a speaker window never spans a gap this long: where speakers may change
 
 
-def phrases(words: list, pause_s: float) -> list[list]:
-    """Runs of words without a gap of ``pause_s`` or more."""
-    runs = [[words[0]]]
+def phrases(words: list, pause_s: float, regions: list[tuple] | None = None) -> list[list]:
+    """Runs of words without a gap of ``pause_s`` or more, nor a silence the VAD found between
+    them (``regions``: its speech regions): Whisper stretches a word over the pause beside it,
+    so the pause where one speaker stops and the next starts is often missing from its times."""
+    runs, previous = [[words[0]]], _region_of(words[0], regions, None)
     for word in words[1:]:
-        if word[1] - runs[-1][-1][2] >= pause_s:
+        region = _region_of(word, regions, previous)
+        if word[1] - runs[-1][-1][2] >= pause_s or region != previous:
             runs.append([word])
         else:
             runs[-1].append(word)
+        previous = region
     return runs
+
+
+def _region_of(word, regions, previous):
+    """The index of the VAD region the word overlaps most; ``previous`` where it overlaps none."""
+    if not regions:
+        return None
+    overlaps = [min(word[2], end) - max(word[1], start) for start, end in regions]
+    best = int(np.argmax(overlaps))
+    return best if overlaps[best] > 0 else previous
 
 
 def speaker_windows(runs: list[list], window_s: float) -> list[tuple]:
@@ -311,12 +341,17 @@ def speaker_windows(runs: list[list], window_s: float) -> list[tuple]:
     return windows
 
 
+BRIEF_VOICE_S = 0.5   # the least speech a brief speaker's group holds (a cough's is less)
+
+
 def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, max_speakers: int, distance: float,
-                     min_share: float) -> list[int]:
+                     min_share: float, distinct: float = 0.0) -> list[int]:
     """A speaker per window. Agglomerative clustering (cosine, average linkage) merges windows
     while groups are closer than ``distance``; groups with less than ``min_share`` of the speech
-    are no speaker of their own (a cough, a short window); every window then goes to the nearest
-    remaining speaker's centroid, twice. With ``speakers`` > 0 the centroids are merged (or, if
+    are no speaker of their own (a stray window of a known voice, a cough), unless they hold
+    ``BRIEF_VOICE_S`` of speech and their voice is unlike every kept speaker's (cosine below
+    ``distinct``): the person who says one short thing. Every window then goes to the nearest
+    remaining speaker's centroid, twice (the centroids recomputed between). With ``speakers`` > 0 the centroids are merged (or, if
     too few, seeded from the most distinct windows) to exactly that many. Labels are numbered by
     first appearance."""
     from sklearn.cluster import AgglomerativeClustering
@@ -326,15 +361,21 @@ def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, ma
         return [0] * n
     labels = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine",
                                      linkage="average").fit_predict(vectors)
+    ids = np.unique(labels)
+    share = np.array([seconds[labels == i].sum() for i in ids]) / max(seconds.sum(), 1e-9)
+    means = _unit(np.stack([vectors[labels == i].mean(0) for i in ids]))
+    keep = share >= min_share if (share >= min_share).any() else np.arange(len(ids)) == int(share.argmax())
+    for index in np.argsort(-share) if distinct > 0 else ():
+        if not keep[index] and share[index] * seconds.sum() >= BRIEF_VOICE_S and \
+                (means[keep] @ means[index]).max() < distinct:
+            keep[index] = True
+    kept = np.flatnonzero(keep)
+    centroids = means[kept[np.argsort(-share[kept])][:max_speakers]]
     for _ in range(2):
-        ids = np.unique(labels)
-        share = np.array([seconds[labels == i].sum() for i in ids]) / max(seconds.sum(), 1e-9)
-        kept = ids[share >= min_share] if (share >= min_share).any() else ids[[int(share.argmax())]]
-        kept = kept[np.argsort(-share[np.searchsorted(ids, kept)])][:max_speakers]
-        centroids = _unit(np.stack([vectors[labels == i].mean(0) for i in kept]))
         if speakers:
             centroids = _exactly(centroids, vectors, seconds, speakers)
         labels = np.argmax(vectors @ centroids.T, axis=1)
+        centroids = _unit(np.stack([vectors[labels == i].mean(0) for i in np.unique(labels)]))
     order = {}
     for label in labels:
         order.setdefault(int(label), len(order))
@@ -409,10 +450,27 @@ def _join_words(words: list) -> str:
 # Scoring, for tests and bench/transcribe.py: the transcript against known words and turns.
 
 def normalised_words(text: str) -> list[str]:
-    """Lower-cased words without punctuation; a hyphen joins (KL-5 and KL5 are one word)."""
+    """Lower-cased words without punctuation, in any script (Czech's "řekl" is one word); a
+    hyphen joins (KL-5 and KL5 are one word)."""
     import re
 
-    return re.findall(r"[a-z0-9']+", str(text).lower().replace("\u2019", "'").replace("-", ""))
+    words = re.findall(r"[^\W_]+(?:'[^\W_]+)*", str(text).lower().replace("\u2019", "'").replace("-", ""))
+    return [w for word in words for w in _spelled(word)]
+
+
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+        "seventeen eighteen nineteen".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _spelled(word: str) -> list[str]:
+    """A number under 100 as English words (Whisper writes "4 of spades" for "four of spades")."""
+    if not word.isdigit() or len(word) > 2 or (len(word) == 2 and word[0] == "0"):
+        return [word]
+    n = int(word)
+    if n < 20:
+        return [_ONES[n]]
+    return [_TENS[n // 10 - 2]] + ([_ONES[n % 10]] if n % 10 else [])
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

@@ -242,3 +242,91 @@ def test_a_recording_whose_audio_starts_late_is_transcribed_on_the_containers_cl
     assert len(late) == len(heard) and len(heard) > 3
     shifts = [b["start"] - a["start"] for a, b in zip(heard, late)]
     assert all(abs(s - 2.5) < 0.3 for s in shifts), shifts
+
+
+def _voices(rng, centre, count, spread=0.35):
+    """``count`` unit vectors scattered around ``centre``: one voice's windows."""
+    rows = centre + spread * rng.normal(size=(count, len(centre))) / np.sqrt(len(centre))
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _centres(rng, count, dim=192):
+    return [c / np.linalg.norm(c) for c in rng.normal(size=(count, dim))]
+
+
+def test_the_count_estimator_keeps_a_brief_but_clear_speaker():
+    """Two people at length (14 one-second windows each) and a third who says one thing of 2 s
+    (two windows, 7 % of the speech) in a voice unlike theirs: three speakers. The settings
+    before 2026-12-07 (a speaker needed 15 % of the speech) gave her words to someone else."""
+    from extractors.speech import cluster_speakers
+
+    config = TranscribeConfig()
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        a, b, c = _centres(rng, 3)
+        vectors = np.concatenate([_voices(rng, a, 14), _voices(rng, b, 14), _voices(rng, c, 2)])
+        seconds = np.ones(len(vectors))
+        labels = cluster_speakers(vectors, seconds, 0, 8, config.speaker_distance, config.min_speaker_share,
+                                  config.distinct_voice)
+        assert len(set(labels)) == 3 and len(set(labels[-2:])) == 1 and labels[-1] not in labels[:28], (seed, labels)
+        old = cluster_speakers(vectors, seconds, 0, 8, 0.6, 0.15)
+        assert len(set(old)) == 2
+
+
+def test_the_count_estimator_drops_a_cough():
+    """A stray window unlike every voice (a cough, a door: 0.3 s, 1 % of the speech) is no speaker."""
+    from extractors.speech import cluster_speakers
+
+    config = TranscribeConfig()
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        a, b, cough = _centres(rng, 3)
+        vectors = np.concatenate([_voices(rng, a, 14), _voices(rng, b, 14), cough[None]])
+        seconds = np.r_[np.ones(28), 0.3]
+        labels = cluster_speakers(vectors, seconds, 0, 8, config.speaker_distance, config.min_speaker_share,
+                                  config.distinct_voice)
+        assert len(set(labels)) == 2 and labels[-1] in labels[:28], (seed, labels)
+
+
+def test_a_few_odd_windows_of_a_known_voice_are_not_a_new_speaker():
+    """Two windows (7 % of the speech) that sound like speaker A shouting (cosine 0.5 to A's
+    voice) join A: only a voice unlike every other is kept below the share."""
+    from extractors.speech import cluster_speakers
+
+    config = TranscribeConfig()
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        a, b, other = _centres(rng, 3)
+        shout = 0.5 * a + np.sqrt(0.75) * other
+        vectors = np.concatenate([_voices(rng, a, 14), _voices(rng, b, 14), _voices(rng, shout, 2)])
+        labels = cluster_speakers(vectors, np.ones(len(vectors)), 0, 8, config.speaker_distance,
+                                  config.min_speaker_share, config.distinct_voice)
+        assert len(set(labels)) == 2 and labels[-1] == labels[0], (seed, labels)
+
+
+def test_a_window_never_spans_a_silence_the_vad_found():
+    """Whisper stretches the last word before a pause over it; the VAD's silence still ends the phrase."""
+    from extractors.speech import phrases
+
+    words = [("so", 0.0, 0.4, 1.0), ("big", 0.4, 1.3, 1.0), ("news", 1.3, 1.7, 1.0)]   # no gap in Whisper's times
+    assert len(phrases(words, 0.25)) == 1
+    assert [len(p) for p in phrases(words, 0.25, [(0.0, 0.6), (1.0, 1.8)])] == [1, 2]
+
+
+def test_an_assembled_conversation_of_real_voices_is_diarized(weights):
+    """Three real people (the asterisk prompt voice, the LibriVox reader, and one of the women of
+    pyannote's call, who speaks briefly), assembled as bench/real_voices.py does: the road from
+    audio to speakers holds on real voices, not only on eSpeak's."""
+    import sys
+
+    shared("real_voices/README.md")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from real_voices import Voices, assemble, voice_lines, score
+
+    voices = Voices(voice_lines(shared(".")))
+    signal, turns = assemble(voices, ["asterisk_allison_smith", "librivox_reader", "Diane"], 3, 7, False, 1)
+    transcriber = Transcriber(TranscribeConfig(cpu_threads=2), weights)
+    result = transcriber.extract_signal(signal)
+    figures = score(turns, result.info["utterances"])
+    assert figures["der"] < 0.25, figures
+    assert figures["found"] >= 2 and abs(figures["utterances"] - figures["turns"]) <= figures["turns"] // 2, figures
