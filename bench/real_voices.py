@@ -353,11 +353,11 @@ def summary(rows: list[dict]) -> dict:
             "bad_edge_share": round(sum(r["bad_edges"] for r in rows) / max(1, sum(r["edges"] for r in rows)), 4)}
 
 
-def call_figures(heard: Heard, data: Path, config: TranscribeConfig) -> dict:
+def call_figures(heard: Heard, data: Path, config: TranscribeConfig, split: bool = True) -> dict:
     voices = data / "real_voices"
     signal = load_audio(voices / "pyannote_sample" / "sample.wav")
     truth = call_turns(voices)
-    found = diarized(heard, signal, config)
+    found = diarized(heard, signal, config, split=split)
     stm = [row.split(None, 5) for row in (voices / "pyannote_sample" / "sample.stm").read_text().splitlines() if row.strip()]
     words = " ".join(parts[5] for parts in stm if len(parts) > 5)   # file channel speaker start end words
     heard_words = " ".join(u["text"] for u in found)
@@ -453,6 +453,11 @@ def main() -> None:
         result["tune"] = {"best": ranked[:5], "scores": scored}
     if "assembled" not in args.skip:
         voices = Voices(voice_lines(data))
+        # the settings before 2026-12-07, chosen on eSpeak voices, on the same held-out recordings
+        former = replace(config, window_s=2.0, speaker_distance=0.6, min_speaker_share=0.15, distinct_voice=0.0)
+        result["held_out_former_settings"] = summary([score(turns, diarized(heard, signal, former, split=False))
+                                                      for _, signal, turns in recordings(voices, "held_out")])
+        result["call_former_settings"] = call_figures(heard, data, former, split=False)
         for part in ("tuning", "held_out"):
             rows = []
             for name, signal, turns in recordings(voices, part):
