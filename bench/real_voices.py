@@ -5,10 +5,11 @@
 - **call**: pyannote-audio's sample, a real 30 s telephone call of two women, against its RTTM
   (DER with a 0.25 s collar and without; turns found against its 10 turns) and its STM (WER).
 - **assembled**: conversations put together from real one-line recordings
-  (``shared/data/real_voices``), reproducible from a seed: 2, 3, 4 and 6 speakers, 10-30 turns,
-  gaps of 0.1-1.0 s, without and with overlapping turns (30 % of turns start 0.2-0.8 s before the
-  previous one ends), and in each some speakers who speak only once or twice, briefly (a line
-  under 2 s). Scored: DER (0.25 s collar and none), the speaker count (exact, absolute error),
+  (``shared/data/real_voices``), reproducible from a seed, in five shapes (``SHAPES``): two people
+  at length; two where one speaks once or twice, briefly (a line under 2 s); 3, 4 and 6 speakers
+  of whom 1, 1 and 2 are brief. 10-30 turns (fewer where the main voices run out of lines), gaps
+  of 0.1-1.0 s, without and with overlapping turns (30 % of turns start 0.2-0.8 s before the
+  previous one ends). Scored: DER (0.25 s collar and none), the speaker count (exact, absolute error),
   the turn count error, and the share of utterance edges that fall inside another speaker's
   turn (a word of the next speaker at the end of an utterance).
 - **The split** (``SPLIT``): the settings are chosen on the *tuning* voices (the Czech game
@@ -19,8 +20,11 @@
   in one conversation.
 - **wer**: Whisper base and tiny.en on the real read and acted speech with known words, per
   source and pooled (the Czech game lines with base only, in Czech).
-- ``--tune``: every count rule of ``RULES`` on the cached windows of the tuning recordings and
-  the held-out ones, one line each (chosen on tuning, reported on held-out).
+- ``--tune``: every alternative of ``tuning_grid`` (window length, windows across VAD silences or
+  not, threshold, share, distinct voice, NME-SC's eigengap, resemblyzer) on the tuning recordings
+  only, ranked by count exact, then its error, then DER; the shipped settings are the top one.
+- ``held_out_former_settings`` / ``call_former_settings``: the settings chosen on eSpeak before
+  2026-12-07, on the same recordings.
 
 Whisper's words and the voice vectors of each recording are cached under ``--cache`` (a rerun
 re-clusters only). Run it alone: the machine has 2 cores. The last line is one JSON object.
