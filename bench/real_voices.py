@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from common import last_line  # first: it pins the CPU kernels before numpy loads
 import numpy as np
@@ -210,6 +211,7 @@ class Heard:
 
     def __init__(self, transcriber: Transcriber, cache: Path):
         self.transcriber, self.cache = transcriber, cache
+        self._encoders = {transcriber.config.voices: transcriber}
         cache.mkdir(parents=True, exist_ok=True)
 
     def _key(self, signal: np.ndarray, *parts) -> str:
@@ -233,22 +235,12 @@ class Heard:
         spans = [(w[0][1], w[-1][2]) for _, w in windows]   # the windows themselves: a new way to cut them is a new entry
         path = self.cache / f"vectors_{self._key(signal, window_s, voices, spans)}.npy"
         if not path.is_file():
-            transcriber = self.transcriber
-            if transcriber.config.voices != voices:
-                transcriber = self._other(voices)
-            np.save(path, transcriber.voice_windows(signal, words, window_s, regions)[1])
+            if voices not in self._encoders:   # another speaker encoder than the transcriber's, Whisper not needed
+                from extractors.speech import VOICES
+
+                self._encoders[voices] = SimpleNamespace(voices=VOICES[voices]())
+            np.save(path, Transcriber.voice_windows(self._encoders[voices], signal, words, window_s, regions)[1])
         return windows, np.load(path)
-
-    def _other(self, voices: str):
-        from extractors.speech import VOICES
-
-        if not hasattr(self, "_encoders"):
-            self._encoders = {}
-        if voices not in self._encoders:
-            holder = object.__new__(Transcriber)
-            holder.voices = VOICES[voices]()
-            self._encoders[voices] = holder
-        return self._encoders[voices]
 
 
 def diarized(heard: Heard, signal: np.ndarray, config: TranscribeConfig, rule=None, split: bool = True) -> list[dict]:
@@ -380,19 +372,10 @@ def known_words(data: Path) -> dict[str, list[tuple[str, str, str]]]:
         for row in pd.read_csv(voices / f"{source}.csv").itertuples():
             if isinstance(row.text, str) and row.text.strip():
                 out.setdefault(source, []).append((str(voices / row.file), row.text, row.language))
-    clips = {"meld": (data / "real_clips" / "meld_train_dia0_utt0.mp4", None),
-             "iemocap": (data / "real_clips" / "Ses05F_impro03_F000.mp4", None)}
-    from pipeline.manifest import read_csv_any_encoding
+    from transcribe import corpus_of, real_clips   # the clips bench/transcribe.py scores, with their words
 
-    if clips["meld"][0].is_file():
-        out["meld"] = [(str(clips["meld"][0]), str(read_csv_any_encoding(data / "meld_text" / "train_sent_emo.csv")["Utterance"][0]), "en")]
-    if clips["iemocap"][0].is_file():
-        table = pd.read_csv(data / "iemocap_text" / "iemocap_utterances.csv")
-        first = table[(table["dialogue_id"] == "Ses05F_impro03") & (table["speaker"] == "F")].iloc[0]
-        out["iemocap"] = [(str(clips["iemocap"][0]), str(first["text"]), "en")]
-    cremad = sorted((data / "cremad_clips").glob("*.flv"))
-    if cremad:
-        out["cremad"] = [(str(c), "Don't forget a jacket", "en") for c in cremad]
+    for clip, words in real_clips(data).items():
+        out.setdefault(corpus_of(clip), []).append((str(clip), words, "en"))
     return out
 
 
