@@ -227,11 +227,20 @@ class VisualExtractor:
 
     def extract(self, media, start=None, end=None) -> Result:
         cfg = self.config
-        frames, times = load_frames(media, cfg.fps, start, end, cfg.max_side, self.reference_only)
+        dense = None
+        if self.speaker is Speaker.ACTIVE:   # the mouths are followed at active_fps
+            dense = load_frames(media, cfg.active_fps, start, end, cfg.max_side, self.reference_only)
+        step = cfg.active_fps / cfg.fps
+        if dense is not None and step >= 1 and abs(step - round(step)) < 1e-9:
+            # every step-th frame sampled at active_fps is the one sampled at fps (the same times):
+            # the clip is decoded once, not twice (decoding was half the active speaker's time)
+            frames, times = dense[0][::round(step)], dense[1][::round(step)]
+        else:
+            frames, times = load_frames(media, cfg.fps, start, end, cfg.max_side, self.reference_only)
         regions = [_region(frame, self.region) for frame in frames]
         info = {}
         if self.speaker is Speaker.ACTIVE:
-            boxes, info = self._active_boxes(media, start, end, times)
+            boxes, info = self._active_boxes(media, start, end, times, dense)
         else:
             boxes = self._largest_boxes(regions)
         faces = Faces(regions, boxes)
@@ -267,14 +276,14 @@ class VisualExtractor:
                 since = 1
         return boxes
 
-    def _active_boxes(self, media, start, end, times):
-        """The speaking face's box at each of ``times``: faces are followed across frames at
-        ``active_fps``, and the track whose mouth opening (``faces.mouth_opening``) best follows
-        the audio's loudness wins. Without audio, or with one face, the largest face."""
+    def _active_boxes(self, media, start, end, times, dense):
+        """The speaking face's box at each of ``times``: faces are followed across ``dense``, the
+        frames sampled at ``active_fps``, and the track whose mouth opening (``faces.mouth_opening``)
+        best follows the audio's loudness wins. Without audio, or with one face, the largest face."""
         from extractors.media import MediaError, load_audio
 
         cfg = self.config
-        frames, dense_times = load_frames(media, cfg.active_fps, start, end, cfg.max_side, self.reference_only)
+        frames, dense_times = dense
         regions = [_region(frame, self.region) for frame in frames]
         found = [self.finder.find_all(rgb) for rgb in regions]
         tracks = follow_faces(found)
@@ -468,6 +477,31 @@ PRETRAINED_BACKBONES = {"expression": lambda: _expression().network()}   # loade
 TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network trained in the stage (cnn3d.py)
 
 
+THUMBNAIL_FPS = 4.0
+
+
+@cache
+def _thumbnail_finder(detector: str, min_face: int, detect_side: int):
+    """One face finder per process for the page's pictures: building MediaPipe's graph per turn
+    took longer than finding the face."""
+    return face_finder(detector, min_face, detect_side)
+
+
+def _middle_face(media, start, end, max_side: int, finder):
+    """(frame, faces) of the middle frame of the utterance sampled at ``THUMBNAIL_FPS``, decoded
+    alone, or None where it shows no face or the utterance is open-ended (the caller then looks
+    at every sampled frame, as it did)."""
+    if start is None or end is None:
+        return None
+    samples = max(1, int(np.ceil((end - start) * THUMBNAIL_FPS - 1e-6)))
+    middle = start + (samples // 2) / THUMBNAIL_FPS
+    if middle >= end:
+        return None
+    frames, _ = load_frames(media, THUMBNAIL_FPS, middle, min(end, middle + 0.5 / THUMBNAIL_FPS), max_side)
+    faces = finder.find_all(frames[0])
+    return (frames[0], faces) if faces else None
+
+
 def face_thumbnail(media, start=None, end=None, speaker_x: float | None = None, side: int = 72,
                    config: VisualConfig | None = None) -> bytes | None:
     """A small JPEG of the face read for an utterance: the frame nearest its middle that shows a
@@ -477,15 +511,18 @@ def face_thumbnail(media, start=None, end=None, speaker_x: float | None = None, 
     from extractors.expression import haar_box
 
     cfg = config or VisualConfig()
-    frames, _ = load_frames(media, 4.0, start, end, cfg.max_side)
-    finder = face_finder(cfg.detector, cfg.min_face, cfg.detect_side)
-    middle = len(frames) // 2   # the middle frame first, then outwards: the first with a face
-    for i in sorted(range(len(frames)), key=lambda i: abs(i - middle)):
-        rgb, faces = frames[i], finder.find_all(frames[i])
-        if faces:
-            break
-    else:
-        return None
+    finder = _thumbnail_finder(cfg.detector, cfg.min_face, cfg.detect_side)
+    found = _middle_face(media, start, end, cfg.max_side, finder)
+    if found is None:
+        frames, _ = load_frames(media, THUMBNAIL_FPS, start, end, cfg.max_side)
+        middle = len(frames) // 2   # the middle frame first, then outwards: the first with a face
+        for i in sorted(range(len(frames)), key=lambda i: abs(i - middle)):
+            if faces := finder.find_all(frames[i]):
+                found = frames[i], faces
+                break
+        else:
+            return None
+    rgb, faces = found
     if speaker_x is not None and speaker_x >= 0:
         box = min(faces, key=lambda f: abs(f[0] + f[2] / 2 - speaker_x * rgb.shape[1]))
     else:

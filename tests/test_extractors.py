@@ -356,3 +356,28 @@ def test_detect_every_searches_again_on_the_frame_after_a_miss(tiny_corpus):
     frames = result.info["frames"]
     assert len(calls) == 1 + -(-(frames - 1) // 3)   # frame 0 missed, so frame 1 was searched, then every 3rd
     assert result.info["face_frames"] == frames - 1
+
+
+def _face_then_blank(path, face_seconds: float, seconds: float = 4.0, fps: int = 12):
+    """A drawn face for the first ``face_seconds``, then an empty picture."""
+    from pipeline.demo.face import Expression, draw_face
+
+    rng = np.random.default_rng(0)
+    face = draw_face(Expression(0.0, 0.0, 0.0, 0.7), 0.3, (128, 128), (0, 0), (200, 170, 150), rng, 2.0)
+    frames = [face if i < face_seconds * fps else np.full_like(face, 40) for i in range(int(seconds * fps))]
+    write_clip(path, np.stack(frames), fps, np.zeros(int(seconds * 16000), np.float32))
+    return path
+
+
+def test_the_face_read_is_pictured_from_the_middle_frame_or_the_nearest_with_a_face(tmp_path):
+    import cv2
+
+    from extractors.visual import face_thumbnail
+
+    whole = _face_then_blank(tmp_path / "face.mp4", 4.0)
+    half = _face_then_blank(tmp_path / "half.mp4", 1.5)   # the middle of [0, 4] shows no face: looked for outwards
+    for clip in (whole, half):
+        picture = cv2.imdecode(np.frombuffer(face_thumbnail(clip, 0.0, 3.9), np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape == (72, 72, 3) and picture.std() > 10   # a face, not the flat background
+    assert face_thumbnail(half, 2.0, 3.9) is None   # no face anywhere in the turn
+    assert face_thumbnail(whole) is not None        # an open-ended span: every frame looked at

@@ -111,6 +111,27 @@ def test_real_meld_and_iemocap_clips(name):
     assert len(frames) >= 3
 
 
+def _every_third_is_the_slower_sampling(clip, start, end, reference_only):
+    slow, slow_times = load_frames(clip, 4, start, end, 240, reference_only)
+    dense, dense_times = load_frames(clip, 12, start, end, 240, reference_only)
+    assert np.array_equal(dense[::3], slow) and np.array_equal(dense_times[::3], slow_times)
+
+
+@pytest.mark.parametrize("span", [(None, None), (0.0, 1.0), (0.37, 1.9), (1.13, 1.2)])
+def test_the_active_speaker_s_frames_hold_the_sampled_ones(tiny_corpus, span):
+    # VisualExtractor takes its fps frames from the active_fps decode (decoded once, not twice)
+    root, manifest = tiny_corpus
+    for reference_only in (False, True):
+        _every_third_is_the_slower_sampling(root / manifest["media"][0], *span, reference_only)
+
+
+@pytest.mark.parametrize("span", [(None, None), (0.41, 3.3), (2.0, 2.05)])
+def test_the_active_speaker_s_frames_hold_the_sampled_ones_in_a_real_clip(span):
+    clip = shared("real_clips/meld_train_dia0_utt0.mp4")   # 23.976 fps, B-frames
+    for reference_only in (False, True):
+        _every_third_is_the_slower_sampling(clip, *span, reference_only)
+
+
 def test_reference_only_decoding_samples_at_most_a_few_frames_early():
     clip = shared("real_clips/meld_train_dia0_utt0.mp4")   # H.264 with B-frames: 101 of its 136 frames
     frames, times = load_frames(clip, fps=4, max_side=240)

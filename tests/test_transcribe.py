@@ -330,3 +330,20 @@ def test_an_assembled_conversation_of_real_voices_is_diarized(weights):
     figures = score(turns, result.info["utterances"])
     assert figures["der"] < 0.25, figures
     assert figures["found"] >= 2 and abs(figures["utterances"] - figures["turns"]) <= figures["turns"] // 2, figures
+
+
+def test_speaker_windows_embedded_in_a_batch_give_what_each_gives_alone(talk):
+    # batched, each window is zero-padded to the longest; the network counts its own frames only
+    from extractors.media import load_audio
+    from extractors.speech import CamPlusVoices
+
+    signal = load_audio(talk[0])
+    rng = np.random.default_rng(0)
+    # a word (shorter than the network's 0.5 s), windows across the 100-frame segments of its context masks
+    lengths = [3000, 8000, 16000, 16100, 24000, 33000, 47000]
+    pieces = [signal[s:s + n] for n in lengths for s in [int(rng.integers(0, len(signal) - n))]]
+    voices = CamPlusVoices()
+    alone = np.stack([voices.embed(p) for p in pieces])
+    together = voices.embed_many(pieces[::-1], batch=4)[::-1]
+    assert np.abs(alone - together).max() < 1e-4
+    assert np.linalg.norm(together, axis=1) == pytest.approx(1.0, abs=1e-5)
