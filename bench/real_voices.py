@@ -216,7 +216,9 @@ class Heard:
 
     def _key(self, signal: np.ndarray, *parts) -> str:
         digest = hashlib.sha256(signal.tobytes())
-        digest.update(json.dumps([self.transcriber.config.model, *parts]).encode())
+        c = self.transcriber.config
+        decoding = [c.model] + ([c.beam_size, c.whisper_batch] if c.whisper_batch else [])   # before: one at a time, beam 5
+        digest.update(json.dumps([*decoding, *parts]).encode())
         return digest.hexdigest()[:20]
 
     def words(self, signal: np.ndarray) -> tuple[list, list]:

@@ -51,11 +51,13 @@ def test_a_two_speaker_conversation_gives_its_turns_speakers_and_words(transcrib
     assert all(u["start"] < u["end"] and u["words"] for u in utterances)
 
 
-def test_the_same_recording_gives_the_same_transcript_whatever_came_before(weights, tmp_path):
-    """This recording makes Whisper base fall back to sampling: unseeded, a second pass in the
-    same process heard 64 words where the first heard 55."""
+@pytest.mark.parametrize("whisper_batch", [8, 0])
+def test_the_same_recording_gives_the_same_transcript_whatever_came_before(weights, tmp_path, whisper_batch):
+    """This recording makes Whisper base, one window after another, fall back to sampling:
+    unseeded, a second pass in the same process heard 64 words where the first heard 55.
+    Batched, it decodes at temperature 0 alone."""
     make_recording(tmp_path / "busy.mp4", RecordingSpec(speakers=2, turns=10, seed=1, overlap=0.3))
-    transcriber = Transcriber(TranscribeConfig(cpu_threads=2), weights)
+    transcriber = Transcriber(TranscribeConfig(cpu_threads=2, whisper_batch=whisper_batch), weights)
     first = transcriber.extract(str(tmp_path / "busy.mp4")).info["utterances"]
     again = transcriber.extract(str(tmp_path / "busy.mp4")).info["utterances"]
     assert first == again and len(first) > 5
