@@ -14,6 +14,7 @@ as a user runs it. Stages, inclusive seconds (a stage holds the ones indented un
   mouths, the audio's loudness, the FER2013 network);
 - the page.
 
+``--whisper-batch``: ``transcribe.whisper_batch`` (0: one 30 s window after another).
 ``--threads``: CTranslate2's threads (``transcribe.cpu_threads``) and torch's (``OMP/MKL``).
 ``--pins``: ``pinned`` (what ``python -m pipeline`` sets: MKL's COMPATIBLE branch for torch),
 ``avx2`` (``MKL_CBWR=AVX2``, alike on Intel only), ``native`` (``DIMMN_NUMERICS=native``).
@@ -125,13 +126,13 @@ def child(video: str, params_path: str, out: str, cache: str) -> None:
                       "decoding": decoding, "wall": round(wall, 2)}))
 
 
-def params_file(folder: Path, threads: int, workers: int, model: str) -> Path:
+def params_file(folder: Path, threads: int, workers: int, model: str, batch: int) -> Path:
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["transcribe"].update(cpu_threads=threads, model=model)
+    params["transcribe"].update(cpu_threads=threads, model=model, whisper_batch=batch)
     params["visual"]["workers"] = workers
-    path = folder / f"params_{threads}_{workers}_{model}.yaml"
+    path = folder / f"params_{threads}_{workers}_{model}_{batch}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
 
@@ -154,6 +155,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
     parser.add_argument("--pins", nargs="+", default=["pinned"], choices=list(PINS))
     parser.add_argument("--models", nargs="+", default=["base"], choices=["base", "tiny.en"])
+    parser.add_argument("--whisper-batch", type=int, nargs="+", default=[0],
+                        help="transcribe.whisper_batch values (0: the sequential decoder, the default)")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "profile_predict"),
                         help="keeps the generated recording between runs")
     parser.add_argument("--skip-whole", action="store_true", help="do not time the command with the shipped params")
@@ -172,15 +175,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         weights = work / "weights"   # Whisper's joined weights, kept: joining is not what is timed
-        for model in args.models:
+        for model, batch in [(m, b) for m in args.models for b in args.whisper_batch]:
             for threads in args.threads:
                 for pin_name in args.pins:
-                    name = f"{model} threads {threads} {pin_name}"
+                    name = f"{model}{f' batched {batch}' if batch else ''} threads {threads} {pin_name}"
                     cache = tmp / name.replace(" ", "_")
                     (cache / "weights").parent.mkdir(parents=True, exist_ok=True)
                     _share_weights(weights, cache)
                     variant_env = dict(env, **PINS[pin_name], OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-                    command = [sys.executable, __file__, "--child", str(video), str(params_file(tmp, threads, 1, model)),
+                    command = [sys.executable, __file__, "--child", str(video), str(params_file(tmp, threads, 1, model, batch)),
                                str(tmp / f"{cache.name}.csv"), str(cache)]
                     begin = time.perf_counter()
                     done = subprocess.run(command, env=variant_env, capture_output=True, text=True, cwd=ROOT)

@@ -1,8 +1,8 @@
 """Speech found in a recording: voice activity, Whisper's words, utterances, speakers.
 
 For one recording: faster-whisper (CTranslate2) with its Silero VAD gives words with times
-(its batched pipeline: the VAD's regions joined into stretches of up to 30 s, ``whisper_batch``
-of them decoded at once);
+(or, with ``whisper_batch``, its batched pipeline: the VAD's regions joined into stretches of up
+to 30 s, that many decoded at once);
 the words are cut into speaker windows of about ``window_s`` that never span a 0.25 s gap
 between words nor a silence the VAD found;
 each window's voice becomes a speaker embedding (CAM++, or resemblyzer's d-vector), and the
@@ -152,10 +152,11 @@ class TranscribeConfig:
     model: str = "base"              # base (multilingual) | tiny.en (English only, about 3x faster)
     language: str = "auto"           # auto: detected per recording; else a code such as en, fr
     beam_size: int = 5
-    # Whisper decodes this many stretches of speech (the VAD's regions, joined up to 30 s) at once:
-    # 1.6x faster on 2 cores (a token's step reads the whole model whatever the batch). 0: one
-    # 30 s window after another, re-decoded by sampling where it repeats itself (before 2026-12-07)
-    whisper_batch: int = 8
+    # 0: one 30 s window after another, re-decoded by sampling where it repeats itself or is unsure.
+    # > 0: this many stretches of speech (the VAD's regions, joined up to 30 s) decoded at once, at
+    # temperature 0 alone: Whisper 1.6x faster on 2 cores, as good on the held-out English voices,
+    # but on the tuning voices (Czech) it lost whole stretches (docs/results.md): not the default
+    whisper_batch: int = 0
     compute_type: str = "int8"       # CTranslate2's: int8 | float32 (CPU), float16 (GPU)
     vad_threshold: float = 0.5       # Silero VAD's speech probability threshold
     min_silence_ms: int = 500        # VAD: a silence at least this long ends a speech region
