@@ -294,7 +294,9 @@ def test_ctrl_c_in_train_is_one_line_that_says_how_to_resume(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "train", "--params", str(tmp_path / "p.yaml"),
                                 "--store", str(tmp_path / "store.npz"), "--checkpoint", str(tmp_path / "m.pt"),
                                 "--history", str(tmp_path / "h.csv"), "--summary", str(tmp_path / "s.json")],
-                               cwd=root, stderr=subprocess.PIPE, text=True)
+                               cwd=root, stderr=subprocess.PIPE, text=True,
+                               # a shell's background job ignores SIGINT, and Python then keeps ignoring it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / "m.pt.last").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
