@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -165,22 +164,23 @@ def main() -> None:
     if args.child:
         return child(*args.child)
     from common import UNPINNED_ENV, last_line
+    from numerics import cpu
 
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     video, duration = recording(work, args.minutes, log)
-    result = {"cpu": cpu_name(), "minutes": round(duration / 60, 2), "variants": {}}
+    result = {"cpu": cpu()[0], "minutes": round(duration / 60, 2), "variants": {}}
     env = dict(UNPINNED_ENV, PYTHONPATH=str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        weights = work / "weights"   # Whisper's joined weights, kept: joining is not what is timed
+        weights = work / "weights"   # the joined weights, kept: joining is not what is timed
+        join_weights(weights, args.models)
         for model, batch in [(m, b) for m in args.models for b in args.whisper_batch]:
             for threads in args.threads:
                 for pin_name in args.pins:
                     name = f"{model}{f' batched {batch}' if batch else ''} threads {threads} {pin_name}"
                     cache = tmp / name.replace(" ", "_")
-                    (cache / "weights").parent.mkdir(parents=True, exist_ok=True)
                     _share_weights(weights, cache)
                     variant_env = dict(env, **PINS[pin_name], OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
                     command = [sys.executable, __file__, "--child", str(video), str(params_file(tmp, threads, 1, model, batch)),
@@ -220,14 +220,14 @@ def _share_weights(weights: Path, cache: Path) -> None:
         (cache / "weights").symlink_to(weights, target_is_directory=True)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+def join_weights(weights: Path, models) -> None:
+    """Whisper's and mpnet's weights joined from their packages once, before any variant is timed
+    (before 2026-12-07, evening, the first variant paid for it)."""
+    from extractors.weights import mpnet_folder, whisper_folder
+
+    for model in models:
+        whisper_folder(model, weights)
+    mpnet_folder(weights)
 
 
 if __name__ == "__main__":
