@@ -172,6 +172,9 @@ class TranscribeConfig:
     speaker_distance: float = 0.7    # voices further apart than this (cosine) are two speakers
     min_speaker_share: float = 0.15  # a speaker has at least this share of the speech (else joins the nearest)...
     distinct_voice: float = 0.2      # ...unless its voice is this unlike every other (cosine below): a brief speaker
+    # A new speaker less than this after the last one's words, with no silence between: a possible
+    # overlap (0: none marked). Chosen on the tuning voices (bench/real_voices.py): a cue, not a detector.
+    no_pause_s: float = 0.5
     cpu_threads: int = 1             # CTranslate2 threads per worker process
     device: str = "auto"
 
@@ -276,11 +279,10 @@ class Transcriber:
         regions = self.speech_regions(signal)
         windows, vectors = self.voice_windows(signal, words, self.config.window_s, regions)
         labels = self.speakers_of(vectors, windows, self.config)
-        utterances = utterances_from(windows, labels, self.config.pause_s, self.config.max_utterance_s)
-        utterances = snap_to_speech(utterances, regions)
+        utterances = turns_of(windows, labels, regions, self.config)
         utterance_vectors = np.stack([vectors[u.pop("windows")].mean(0) for u in utterances])
         info.update(utterances=utterances, speakers=len(set(labels)),
-                    overlapping=sum(1 for a, b in zip(utterances, utterances[1:]) if b["start"] < a["end"]))
+                    possible_overlaps=sum(u["possible_overlap"] for u in utterances))
         return Result(utterance_vectors.astype(np.float32), info)
 
     def voice_windows(self, signal, words, window_s: float, regions=None) -> tuple[list, np.ndarray]:
@@ -379,11 +381,11 @@ BRIEF_VOICE_S = 0.5   # the least speech a brief speaker's group holds (a cough'
 
 
 def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, max_speakers: int, distance: float,
-                     min_share: float, distinct: float = 0.0) -> list[int]:
+                     min_share: float, distinct: float = 0.0, brief_s: float = BRIEF_VOICE_S) -> list[int]:
     """A speaker per window. Agglomerative clustering (cosine, average linkage) merges windows
     while groups are closer than ``distance``; groups with less than ``min_share`` of the speech
     are no speaker of their own (a stray window of a known voice, a cough), unless they hold
-    ``BRIEF_VOICE_S`` of speech and their voice is unlike every kept speaker's (cosine below
+    ``brief_s`` of speech and their voice is unlike every kept speaker's (cosine below
     ``distinct``): the person who says one short thing. Every window then goes to the nearest
     remaining speaker's centroid, twice (the centroids recomputed between). With ``speakers`` > 0 the centroids are merged (or, if
     too few, seeded from the most distinct windows) to exactly that many. Labels are numbered by
@@ -400,7 +402,7 @@ def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, ma
     means = _unit(np.stack([vectors[labels == i].mean(0) for i in ids]))
     keep = share >= min_share if (share >= min_share).any() else np.arange(len(ids)) == int(share.argmax())
     for index in np.argsort(-share) if distinct > 0 else ():
-        if not keep[index] and share[index] * seconds.sum() >= BRIEF_VOICE_S and \
+        if not keep[index] and share[index] * seconds.sum() >= brief_s and \
                 (means[keep] @ means[index]).max() < distinct:
             keep[index] = True
     kept = np.flatnonzero(keep)
@@ -450,6 +452,29 @@ def utterances_from(windows: list[tuple], labels: list[int], pause_s: float, max
                         "text": _join_words(words), "confidence": round(float(np.mean([w[3] for w in words])), 3),
                         "words": [list(w) for w in words], "windows": group["windows"]})
     return out
+
+
+def turns_of(windows: list[tuple], labels: list[int], regions: list[tuple], config: TranscribeConfig) -> list[dict]:
+    """The utterances of the labelled windows, each marked where it may overlap the one before,
+    its edges on the voice."""
+    utterances = utterances_from(windows, labels, config.pause_s, config.max_utterance_s)
+    mark_possible_overlaps(utterances, regions, config.no_pause_s)
+    return snap_to_speech(utterances, regions)
+
+
+def mark_possible_overlaps(utterances: list[dict], regions: list[tuple], no_pause_s: float) -> None:
+    """``possible_overlap``: the utterance's speaker takes over from another with no pause, less
+    than ``no_pause_s`` after the other's last word and with no silence the VAD found between.
+    That is how two people talking at once shows here: Whisper writes one voice's words, so the
+    second voice has no words of its own while both speak. A cue, not a detector (no overlap
+    model ships in a registry package): docs/results.md gives how often it is right."""
+    for before, u in zip([None] + utterances, utterances):
+        u["possible_overlap"] = False
+        if before is None or before["speaker"] == u["speaker"]:
+            continue
+        end, start = before["words"][-1][2], u["words"][0][1]
+        voiced = any(r[0] <= end and r[1] >= start for r in regions)   # one VAD region spans the change
+        u["possible_overlap"] = bool(voiced and start - end < no_pause_s)
 
 
 def snap_to_speech(utterances: list[dict], regions: list[tuple]) -> list[dict]:

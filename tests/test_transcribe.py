@@ -315,6 +315,34 @@ def test_a_window_never_spans_a_silence_the_vad_found():
     assert [len(p) for p in phrases(words, 0.25, [(0.0, 0.6), (1.0, 1.8)])] == [1, 2]
 
 
+def test_a_speaker_who_takes_over_with_no_pause_is_marked_a_possible_overlap():
+    """Two people at once show as a change of speaker with no pause: Whisper writes one voice's words."""
+    from extractors.speech import mark_possible_overlaps
+
+    def turn(speaker, start, end):
+        return {"speaker": speaker, "words": [["a", start, (start + end) / 2, 1.0], ["b", (start + end) / 2, end, 1.0]]}
+
+    turns = [turn("S1", 0.0, 2.0), turn("S2", 2.1, 3.0), turn("S1", 3.9, 5.0), turn("S1", 6.5, 7.0), turn("S2", 7.2, 8.0)]
+    mark_possible_overlaps(turns, [(0.0, 3.0), (3.9, 5.0), (6.5, 8.0)], 0.5)
+    # no pause into S2; a pause (0.9 s) and a VAD silence before S1; the same speaker; no pause into S2 again
+    assert [t["possible_overlap"] for t in turns] == [False, True, False, False, True]
+    mark_possible_overlaps(turns, [(0.0, 2.05), (2.08, 3.0), (3.9, 5.0), (6.5, 8.0)], 0.5)   # a silence the VAD found
+    assert [t["possible_overlap"] for t in turns] == [False, False, False, False, True]
+    mark_possible_overlaps(turns, [(0.0, 8.0)], 0.0)   # 0: none marked
+    assert not any(t["possible_overlap"] for t in turns)
+
+
+def test_the_page_says_where_the_possible_overlaps_are():
+    from pipeline.stages.predict import overlap_section
+
+    table = pd.DataFrame({"turn": [0, 1, 2], "start": [0.0, 2.1, 64.0], "end": [2.0, 3.0, 66.0],
+                          "speaker": ["S1", "S2", "S1"]})
+    [(title, html)] = overlap_section(table, [False, True, True])
+    assert title == "Possible overlaps" and "2 of 3 turns" in html and "0:02–0:03 S2" in html and "1:04–1:06 S1" in html
+    assert overlap_section(table, []) == []   # subtitles given: nothing was heard to mark
+    assert "0 of 3 turns" in overlap_section(table, [False] * 3)[0][1]
+
+
 def test_an_assembled_conversation_of_real_voices_is_diarized(weights):
     """Three real people (the asterisk prompt voice, the LibriVox reader, and one of the women of
     pyannote's call, who speaks briefly), assembled as bench/real_voices.py does: the road from

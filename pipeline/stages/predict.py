@@ -170,7 +170,8 @@ def predict_conversation(run, conversation: pd.DataFrame, params: dict, cache_ro
     return out, store, model, blob
 
 
-def conversation_page(store: dict, model, blob: dict, title: str, table: pd.DataFrame, warning: str = "") -> str:
+def conversation_page(store: dict, model, blob: dict, title: str, table: pd.DataFrame, warning: str = "",
+                      overlaps: list[bool] = ()) -> str:
     """A new conversation's page: first its timeline (a lane per speaker, each turn coloured by
     its predicted emotion, its words on hover), then the report's dialogue view with attention."""
     from model.explain import explain
@@ -187,7 +188,27 @@ def conversation_page(store: dict, model, blob: dict, title: str, table: pd.Data
     note = ("<p>Each utterance's predicted emotion and probability; the multiview attention of the first level (how "
             "much each modality weighed, per view) and the memory attention over the conversation's other "
             "utterances.</p>")
+    sections += overlap_section(table, overlaps)
     return build_page("Emotions in a conversation", title, sections + [("Conversation", note + browser)], warning)
+
+
+def overlap_section(table: pd.DataFrame, overlaps: list[bool]) -> list[tuple[str, str]]:
+    """Where a speaker took over with no pause (``extractors.speech.mark_possible_overlaps``):
+    people may talk at once there, and the second voice's first words are missing."""
+    from pipeline.report import esc
+
+    if not len(overlaps):   # subtitles or a CSV: no words of our own to read it from
+        return []
+    marked = [row for _, row in table.iterrows() if int(row["turn"]) < len(overlaps) and overlaps[int(row["turn"])]]
+    where = ", ".join(f"{_span(row)} {row['speaker']}" for row in marked) or "none"
+    return [("Possible overlaps", f"<p>{len(marked)} of {len(table)} turns start with no pause after another "
+                                  f"speaker: {esc(where)}. People may talk at once there; what is heard is one voice's "
+                                  f"words, so the other's are missing. A cue, not a detector: {OVERLAP_CUE}</p>")]
+
+
+# bench/real_voices.py, held-out real voices (docs/results.md, 2026-12-07): what the cue is worth
+OVERLAP_CUE = ("on held-out recordings of real voices, half of these marks were overlaps, and they found 46 % of "
+               "the overlaps.")
 
 
 SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -223,7 +244,8 @@ def transcribed_conversation(video, params: dict, cache_root) -> tuple[pd.DataFr
     check_speech(video, result)
     info = result.info
     print(f"predict: {video}: heard {len(info['utterances'])} utterances from {info['speakers']} speaker(s), "
-          f"language {info['language']} ({info['language_probability']:.2f}), {info['overlapping']} overlapping")
+          f"language {info['language']} ({info['language_probability']:.2f}), {info['possible_overlaps']} possible "
+          f"overlap(s) (a new speaker with no pause)")
     return validate(frame_of(conversation_rows(video, result, str(video))), video), result
 
 
@@ -316,7 +338,7 @@ def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, t
         words = max(CLASS_ORDER, key=lambda c: row[f"text_p_{c}"]) if pd.notna(row["text_p_neutral"]) else ""
         rows.append({
             "time": Html(f'<a href="{esc(href)}">{esc(span)}</a>') if href else span,
-            "speaker": row["speaker"],
+            "speaker": row["speaker"] + (" (no pause: possible overlap)" if _marked(row, shown) else ""),
             "face read": _thumbnail(row, source, shown["infos"][i]),
             "text": row["text"],
             "the words say": f"{words} {row[f'text_p_{words}']:.2f}" if words else "–",
@@ -333,10 +355,16 @@ def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, t
                                      "the face together; the thin lane beneath shows what the face alone said. Click a "
                                      "turn to open the recording there; hover for its words.</p>"
                          + timeline(turns, list(CLASS_ORDER))))
+    sections += overlap_section(table, shown.get("overlaps", []))
     sections.append(("Turns", "<p>Each turn: the face that was read (the speaking face, at the turn's middle), "
                               "what the words said in their context, what the face said, and the two together "
                               "(their product over the face network's training prior).</p>" + html_table(rows)))
     return build_page("Emotions in a conversation", title, sections, model_line=shown["model"].describe())
+
+
+def _marked(row, shown: dict) -> bool:
+    overlaps = shown.get("overlaps", [])
+    return int(row["turn"]) < len(overlaps) and overlaps[int(row["turn"])]
 
 
 def _thumbnail(row, source, info: dict):
@@ -410,10 +438,11 @@ def run(run_dir, out, params_path, cache_root, clips=None, csv=None, video=None,
     if heard is not None:
         written += [heard_subtitles(heard.info["utterances"], paths[k]) for k in ("srt", "vtt")]
     title = f"{video or csv} · run {run_dir}" + (f" · language {heard.info['language']}" if heard is not None else "")
+    overlaps = [bool(u.get("possible_overlap")) for u in heard.info["utterances"]] if heard is not None else []
     if shipped:
-        page = shipped_page(table, conversation, shown, title, paths["html"])
+        page = shipped_page(table, conversation, dict(shown, overlaps=overlaps), title, paths["html"])
     else:
-        page = conversation_page(store, model, blob, title, table, warning)
+        page = conversation_page(store, model, blob, title, table, warning, overlaps)
         report_missing(store, model.modalities)
     written.append(write_page(paths["html"], page))
     shown_columns = table[["turn", "start", "end", "speaker", "predicted", "probability"]

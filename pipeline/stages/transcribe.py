@@ -41,7 +41,7 @@ def summary_line(video: Path, result) -> str:
         return f"{video.name}: {result.message or result.error}"
     info = result.info
     return (f"{video.name}: {len(info['utterances'])} utterances, {info['speakers']} speaker(s), language "
-            f"{info['language']} ({info['language_probability']:.2f}), {info['overlapping']} overlapping, "
+            f"{info['language']} ({info['language_probability']:.2f}), {info['possible_overlaps']} possible overlap(s), "
             f"{info['seconds']:.1f} s")
 
 
