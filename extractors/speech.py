@@ -154,8 +154,9 @@ class TranscribeConfig:
     beam_size: int = 5
     # 0: one 30 s window after another, re-decoded by sampling where it repeats itself or is unsure.
     # > 0: this many stretches of speech (the VAD's regions, joined up to 30 s) decoded at once, at
-    # temperature 0 alone: Whisper 1.6x faster on 2 cores, as good on the held-out English voices,
-    # but on the tuning voices (Czech) it lost whole stretches (docs/results.md): not the default
+    # temperature 0, and a stretch that fails Whisper's tests decoded again one window at a time:
+    # Whisper 1.6x faster on 2 cores, better on the held-out voices, one recording of 100 behind on
+    # the tuning ones (docs/results.md): not the default by the rule set before it was measured
     whisper_batch: int = 0
     compute_type: str = "int8"       # CTranslate2's: int8 | float32 (CPU), float16 (GPU)
     vad_threshold: float = 0.5       # Silero VAD's speech probability threshold
@@ -164,7 +165,9 @@ class TranscribeConfig:
     pause_s: float = 1.0             # a gap between one speaker's words at least this long ends an utterance
     max_utterance_s: float = 15.0    # a longer run is cut at its longest inner gap
     # The speaker settings were chosen on real voices (bench/real_voices.py --tune: the tuning
-    # recordings assembled from the Czech game dialogue, seeds 0-2), not on eSpeak's.
+    # recordings assembled from the Czech game dialogue, seeds 0-2, on an Intel Xeon), not on
+    # eSpeak's. On seeds 0-9 (an AMD EPYC) they rank 11th; the top one was worse on the held-out
+    # voices, so they were kept (docs/results.md).
     window_s: float = 1.0            # speaker windows: about this much speech, never across a pause
     voices: str = "campplus"         # the speaker encoder: campplus (CAM++) | resemblyzer
     speakers: int = 0                # 0: estimate the count; > 0: exactly this many
@@ -187,6 +190,14 @@ class TranscribeConfig:
 
 
 SAMPLING_SEED = 0   # CTranslate2's generator, for Whisper's temperature fallback
+# Whisper's own tests for falling back to sampling (faster-whisper's defaults): a text that
+# compresses this well repeats itself; words this unlikely on average, unless it is silence
+REPEATS, UNLIKELY, SILENT = 2.4, -1.0, 0.6
+# Batched, the decoder may end a stretch early with likely words: it has no seek to go on from.
+# Words covering under this share of a stretch's speech (the VAD's) say so. On the tuning voices
+# (bench/real_voices.py, 87 stretches of the even-numbered recordings) the stretches that lost
+# speech had 0.30 and 0.50; of the others the lowest were 0.53, 0.56 and 0.60.
+COVERED = 0.55
 
 
 MKL_CBWR_AVX2 = 10   # mkl_cbwr.h
@@ -310,22 +321,82 @@ class Transcriber:
         vad = {"threshold": c.vad_threshold, "min_silence_duration_ms": c.min_silence_ms,
                "speech_pad_ms": c.speech_pad_ms}
         language = None if c.language == "auto" else c.language
-        if c.whisper_batch > 0:   # beam search at temperature 0 alone: nothing is sampled, no seed to keep
-            from faster_whisper import BatchedInferencePipeline
-
-            segments, info = BatchedInferencePipeline(self.model).transcribe(
-                signal, language=language, beam_size=c.beam_size, word_timestamps=True, vad_filter=True,
-                vad_parameters=vad, batch_size=c.whisper_batch)
+        if self._used:
+            self.model = self._seeded_model()
+        self._used = True
+        if c.whisper_batch > 0:
+            words, info = self._batched_words(signal, language, vad)
         else:
-            if self._used:
-                self.model = self._seeded_model()
-            self._used = True
             segments, info = self.model.transcribe(signal, language=language, beam_size=c.beam_size,
                                                    word_timestamps=True, vad_filter=True, vad_parameters=vad,
                                                    condition_on_previous_text=False)
-        words = [(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 3))
-                 for segment in segments for w in (segment.words or []) if w.word.strip()]
+            words = _words_of(segments)
         return words, (info.language, round(float(info.language_probability), 3))
+
+    def _batched_words(self, signal, language, vad: dict):
+        """Whisper's batched pipeline: the VAD's regions joined into stretches of up to 30 s, decoded
+        ``whisper_batch`` at a time at temperature 0. Where a stretch fails the tests under which
+        one-at-a-time decoding falls back to sampling (its text repeats itself, or its words are
+        unlikely and it is not silence), or its words cover too little of its speech (``COVERED``),
+        it is decoded again alone, with the fallback: batched, whole stretches were lost on the
+        Czech voices."""
+        from faster_whisper import BatchedInferencePipeline
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        c = self.config
+        segments, info = BatchedInferencePipeline(self.model).transcribe(
+            signal, language=language, beam_size=c.beam_size, word_timestamps=True, vad_filter=True,
+            vad_parameters=dict(vad), batch_size=c.whisper_batch)
+        segments = list(segments)
+        # the pipeline's own stretches (the same VAD call), to know which stretch each segment came from
+        stretches = _stretches(get_speech_timestamps(signal, VadOptions(**vad, max_speech_duration_s=30)), 30)
+        mine = {}
+        for segment in segments:   # seek: the stretch's offset in the speech joined up, in Whisper's frames
+            mine.setdefault(segment.seek, []).append(segment)
+        words, redecoded = [], 0
+        for offset, regions in stretches:
+            found = mine.get(int(offset * self.model.frames_per_second), [])
+            speech = sum(r["end"] - r["start"] for r in regions) / SAMPLE_RATE
+            covered = sum(w[2] - w[1] for w in _words_of(found))
+            failed = any(s.compression_ratio > REPEATS or (s.avg_logprob < UNLIKELY and s.no_speech_prob <= SILENT)
+                         for s in found) or (speech >= 1.0 and covered < COVERED * speech)
+            if not failed:
+                words += _words_of(found)
+                continue
+            redecoded += 1
+            start, end = regions[0]["start"], regions[-1]["end"]
+            again, _ = self.model.transcribe(signal[start:end], language=info.language, beam_size=c.beam_size,
+                                             word_timestamps=True, vad_filter=True, vad_parameters=vad,
+                                             condition_on_previous_text=False)
+            shift = start / SAMPLE_RATE
+            words += [(w, round(a + shift, 3), round(b + shift, 3), p) for w, a, b, p in _words_of(again)]
+        known = {int(offset * self.model.frames_per_second) for offset, _ in stretches}
+        words += _words_of([s for s in segments if s.seek not in known])   # none expected; never lost
+        self.redecoded = (redecoded, len(stretches))   # for the benchmarks: stretches decoded again, of all
+        return sorted(words, key=lambda w: w[1]), info
+
+
+def _stretches(regions: list[dict], limit_s: float) -> list[tuple[float, list[dict]]]:
+    """[(offset, regions)]: the VAD's regions joined into stretches of at most ``limit_s`` of speech,
+    as faster_whisper.vad.collect_chunks joins them for the batched pipeline (whose own list of
+    each stretch's regions leaves out its first one); the offset is the stretch's start in the
+    speech joined up, in seconds. A stretch without regions (where the first is over the limit)
+    is left out, as the pipeline finds nothing in it."""
+    out, current, length, total = [], [], 0, 0
+    for region in regions:
+        size = region["end"] - region["start"]
+        if length + size > limit_s * SAMPLE_RATE:
+            out.append((total, current))
+            total, current, length = total + length, [], 0
+        current.append(region)
+        length += size
+    out.append((total, current))
+    return [(offset / SAMPLE_RATE, mine) for offset, mine in out if mine]
+
+
+def _words_of(segments) -> list[tuple]:
+    return [(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 3))
+            for segment in segments for w in (segment.words or []) if w.word.strip()]
 
 
 def _cut(signal: np.ndarray, start: float, end: float) -> np.ndarray:

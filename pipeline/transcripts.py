@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from extractors.speech import SAMPLING_SEED, TranscribeConfig, Transcriber
+from extractors.speech import COVERED, REPEATS, SAMPLING_SEED, SILENT, UNLIKELY, TranscribeConfig, Transcriber
 from pipeline.cache import extract_utterances
 from pipeline.errors import ParamsError, PipelineError
 from pipeline.manifest import COLUMNS, ManifestError, read_csv_any_encoding
@@ -59,6 +59,8 @@ def transcribe(videos, params: dict, cache_root, workers=None, progress: bool = 
     key = {k: v for k, v in asdict(config).items() if k not in RUNTIME_ONLY}
     key["sampling_seed"] = SAMPLING_SEED   # entries from before the seed was fixed are not reused
     key["timeline"] = "container"   # times since the file's start; older entries counted from the first audio sample
+    if config.whisper_batch:   # entries from before failing stretches were decoded again are not reused
+        key["batch"] = {"decoded again": [REPEATS, UNLIKELY, SILENT, COVERED]}
     factory = partial(Transcriber, config, Path(cache_root) / "weights")   # the joined Whisper weights live here
     results, _ = extract_utterances(frame, factory, "transcribe", key, Path(cache_root) / "transcribe",
                                     workers=workers or stage.workers, progress=progress,

@@ -63,6 +63,48 @@ def test_the_same_recording_gives_the_same_transcript_whatever_came_before(weigh
     assert first == again and len(first) > 5
 
 
+def test_a_batched_stretch_that_fails_whispers_tests_is_decoded_again_alone(weights, tmp_path, monkeypatch):
+    """Batched decoding has no fallback to sampling: a stretch that repeats itself or whose words
+    are unlikely is decoded again, one window at a time. Made to fail everywhere, every stretch is,
+    and the words are then about what one-at-a-time decoding hears: none lost, none twice."""
+    import extractors.speech as speech
+    from extractors.media import load_audio
+
+    make_recording(tmp_path / "busy.mp4", RecordingSpec(speakers=2, turns=10, seed=1, overlap=0.3))
+    signal = load_audio(tmp_path / "busy.mp4")
+    batched = Transcriber(TranscribeConfig(cpu_threads=2, whisper_batch=8), weights)
+    monkeypatch.setattr(speech, "UNLIKELY", 0.0)   # every stretch with words "fails"
+    words, _ = batched.words_of(signal)
+    again, stretches = batched.redecoded
+    assert again == stretches >= 1
+    alone, _ = Transcriber(TranscribeConfig(cpu_threads=2), weights).words_of(signal)
+    text = lambda ws: " ".join(w[0] for w in ws)  # noqa: E731
+    assert word_error_rate(text(alone), text(words)) < 0.15, (text(alone), text(words))
+    assert [w[1] for w in words] == sorted(w[1] for w in words) and words[-1][2] <= len(signal) / 16000
+
+
+def test_the_stretches_are_the_batched_pipelines_own():
+    """faster-whisper joins the VAD's regions into stretches of up to 30 s; its own list of a
+    stretch's regions leaves out the first (a stretch of one region had none, and its words were
+    dropped). The stretches here hold the same audio at the same offsets."""
+    from faster_whisper.vad import collect_chunks
+
+    from extractors.speech import _stretches
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        edges = np.cumsum(rng.integers(1, 35 * 16000, size=2 * int(rng.integers(1, 12))))
+        regions = [{"start": int(a), "end": int(b)} for a, b in zip(edges[::2], edges[1::2])]
+        audio = rng.normal(size=int(edges[-1]) + 1).astype(np.float32)
+        chunks, metadata = collect_chunks(audio, regions, max_duration=30)
+        theirs = [(m["offset"], c) for m, c in zip(metadata, chunks) if len(c)]
+        ours = _stretches(regions, 30)
+        assert [o for o, _ in ours] == [o for o, _ in theirs]
+        for (_, mine), (_, chunk) in zip(ours, theirs):
+            assert np.array_equal(np.concatenate([audio[r["start"]:r["end"]] for r in mine]), chunk)
+        assert sum(len(mine) for _, mine in ours) == len(regions)
+
+
 def test_a_silent_recording_is_no_speech_not_empty_rows(weights, tmp_path, capsys):
     make_recording(tmp_path / "quiet.mp4", RecordingSpec(silent=True))
     result = Transcriber(TranscribeConfig(model="tiny.en"), weights).extract(str(tmp_path / "quiet.mp4"))
