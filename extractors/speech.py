@@ -198,6 +198,7 @@ REPEATS, UNLIKELY, SILENT = 2.4, -1.0, 0.6
 # (bench/real_voices.py, 87 stretches of the even-numbered recordings) the stretches that lost
 # speech had 0.30 and 0.50; of the others the lowest were 0.53, 0.56 and 0.60.
 COVERED = 0.55
+STRETCH_S = 30   # the batched pipeline's longest stretch: Whisper's window
 
 
 MKL_CBWR_AVX2 = 10   # mkl_cbwr.h
@@ -349,7 +350,8 @@ class Transcriber:
             vad_parameters=dict(vad), batch_size=c.whisper_batch)
         segments = list(segments)
         # the pipeline's own stretches (the same VAD call), to know which stretch each segment came from
-        stretches = _stretches(get_speech_timestamps(signal, VadOptions(**vad, max_speech_duration_s=30)), 30)
+        stretches = _stretches(get_speech_timestamps(signal, VadOptions(**vad, max_speech_duration_s=STRETCH_S)),
+                               STRETCH_S)
         mine = {}
         for segment in segments:   # seek: the stretch's offset in the speech joined up, in Whisper's frames
             mine.setdefault(segment.seek, []).append(segment)
@@ -357,11 +359,11 @@ class Transcriber:
         for offset, regions in stretches:
             found = mine.get(int(offset * self.model.frames_per_second), [])
             speech = sum(r["end"] - r["start"] for r in regions) / SAMPLE_RATE
-            covered = sum(w[2] - w[1] for w in _words_of(found))
+            heard = _words_of(found)
             failed = any(s.compression_ratio > REPEATS or (s.avg_logprob < UNLIKELY and s.no_speech_prob <= SILENT)
-                         for s in found) or (speech >= 1.0 and covered < COVERED * speech)
+                         for s in found) or (speech >= 1.0 and sum(w[2] - w[1] for w in heard) < COVERED * speech)
             if not failed:
-                words += _words_of(found)
+                words += heard
                 continue
             redecoded += 1
             start, end = regions[0]["start"], regions[-1]["end"]

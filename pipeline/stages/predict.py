@@ -199,7 +199,7 @@ def overlap_section(table: pd.DataFrame, overlaps: list[bool]) -> list[tuple[str
 
     if not len(overlaps):   # subtitles or a CSV: no words of our own to read it from
         return []
-    marked = [row for _, row in table.iterrows() if int(row["turn"]) < len(overlaps) and overlaps[int(row["turn"])]]
+    marked = [row for _, row in table.iterrows() if _marked(row, overlaps)]
     where = ", ".join(f"{_span(row)} {row['speaker']}" for row in marked) or "none"
     return [("Possible overlaps", f"<p>{len(marked)} of {len(table)} turns start with no pause after another "
                                   f"speaker: {esc(where)}. People may talk at once there; what is heard is one voice's "
@@ -338,7 +338,7 @@ def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, t
         words = max(CLASS_ORDER, key=lambda c: row[f"text_p_{c}"]) if pd.notna(row["text_p_neutral"]) else ""
         rows.append({
             "time": Html(f'<a href="{esc(href)}">{esc(span)}</a>') if href else span,
-            "speaker": row["speaker"] + (" (no pause: possible overlap)" if _marked(row, shown) else ""),
+            "speaker": row["speaker"] + (" (no pause: possible overlap)" if _marked(row, shown.get("overlaps", [])) else ""),
             "face read": _thumbnail(row, source, shown["infos"][i]),
             "text": row["text"],
             "the words say": f"{words} {row[f'text_p_{words}']:.2f}" if words else "–",
@@ -362,8 +362,8 @@ def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, t
     return build_page("Emotions in a conversation", title, sections, model_line=shown["model"].describe())
 
 
-def _marked(row, shown: dict) -> bool:
-    overlaps = shown.get("overlaps", [])
+def _marked(row, overlaps: list[bool]) -> bool:
+    """Whether the turn was marked a possible overlap (no marks: subtitles or a CSV)."""
     return int(row["turn"]) < len(overlaps) and overlaps[int(row["turn"])]
 
 
