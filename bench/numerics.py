@@ -43,7 +43,24 @@ SETTINGS = {
     "mkl_avx2_branch": {"MKL_CBWR": "AVX2"},                  # the pin before 2026-12-02 (fourth session)
     "mkl_auto": {"MKL_CBWR": "AUTO"},                         # what that pin gives on AMD
     "native": {"DIMMN_NUMERICS": "native"},
+    # MKL as on a CPU that is not Intel's: its vendor test answers no (a C shim, built with cc).
+    "mkl_not_intel": {"LD_PRELOAD": "<shim>"},
+    # NumPy's own SIMD loops as on an AVX2-only CPU (an AMD Zen 3).
+    "numpy_avx2": {"NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL "
+                                               "AVX512_SPR"},
 }
+
+# MKL asks these two whether the CPU is Intel's. torch's MKL exports them, so a preloaded library
+# answers in their place: MKL_VERBOSE then names the generic "Intel(R) Architecture processors"
+# code, as on an AMD CPU, and MKL_CBWR=AVX2 or AUTO give the COMPATIBLE branch's bits.
+NOT_INTEL = "int mkl_serv_intel_cpu_true(void) { return 0; }\nint mkl_serv_intel_cpu(void) { return 0; }\n"
+
+
+def not_intel_shim(workdir: Path) -> str:
+    source, shim = workdir / "not_intel.c", workdir / "not_intel.so"
+    source.write_text(NOT_INTEL)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source)], check=True)
+    return str(shim)
 
 WORD2VEC = """
 import hashlib, sys
@@ -100,6 +117,7 @@ if __name__ == "__main__":
         for setting in args.settings:
             workdir = Path(tmp) / setting
             workdir.mkdir()
-            out["settings"][setting] = one = run_setting(args.manifest.resolve(), SETTINGS[setting], workdir)
+            env = {k: not_intel_shim(workdir) if v == "<shim>" else v for k, v in SETTINGS[setting].items()}
+            out["settings"][setting] = one = run_setting(args.manifest.resolve(), env, workdir)
             print(setting, json.dumps(one), flush=True)
     last_line(out)

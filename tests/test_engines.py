@@ -81,3 +81,28 @@ def test_torch_s_mkl_takes_the_branch_every_cpu_shares_and_ctranslate2_s_keeps_i
                          env={**env, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["3", "10" if genuine_intel() else "3"]
+
+
+def test_the_numerics_trace_names_the_first_operator_whose_bits_differ():
+    """bench/numerics_trace.py: two machines' traces of the text CNN's training are compared
+    operator by operator; the first whose outputs differ is named, and equal runs differ nowhere."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import numerics_trace as nt
+
+    def traced(scale: float, embedding: str = "00") -> dict:
+        with nt.Trace() as trace:
+            x = torch.arange(6.0).reshape(2, 3)
+            y = (x.relu() * scale).sum()
+            torch.empty(4)   # uninitialised memory is no value: never compared
+            y.exp()
+        return nt.packed({"inputs": {"embedding": embedding}, "names": trace.names, "digests": trace.digests})
+
+    one, again, other = traced(1.0), traced(1.0), traced(2.0)
+    assert nt.first_difference(again, one)["first"] is None
+    differs = nt.first_difference(other, one)
+    names, _ = nt.unpacked(one)
+    assert differs["operator"] == "aten.mul" and names[differs["first"]] == "aten.mul"
+    assert differs["before"][-1] == "aten.relu" and "aten.empty" not in names
+    assert nt.first_difference(traced(1.0, "01"), one)["inputs_differ"] == ["embedding"]
