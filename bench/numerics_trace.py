@@ -11,7 +11,7 @@ operator's outputs. Stopping the fit there is enough: its weights are ``data/mod
 which parted an Intel Xeon from an AMD EPYC (docs/results.md, "The same numbers on another
 machine"). ``numerics_trace_intel.json`` was made on an Intel Xeon. ``--against`` prints the
 inputs that differ (word vectors, the initial embedding, the tokens), then the first operator
-whose outputs differ, with the operators before it and the optimiser step it is in. The last
+whose outputs differ, with the operators before it and the training losses computed before it. The last
 line is one JSON object.
 """
 from __future__ import annotations
@@ -41,15 +41,18 @@ DIGEST = 2
 # Operators whose output is not a value: uninitialised memory, or the tensor given back.
 UNVALUED = ("aten.empty", "aten.empty_like", "aten.empty_strided", "aten.new_empty", "aten.new_empty_strided",
             "aten.detach", "aten.alias", "aten.lift_fresh", "aten.set_", "profiler.")
-STEP = "aten.addcdiv_"   # Adam's last update of each parameter: it marks the optimiser's steps
+# Once per training batch (validation computes no loss): counted before an operator, the batch
+# it is in (0: the first batch's forward pass; its backward pass counts 1). Adam's addcdiv_ runs
+# once per parameter, not once per step.
+LOSS = "aten.nll_loss_forward"
 
 
 def digest(value) -> bytes:
     md5 = hashlib.md5()
     for leaf in tree_leaves(value):
         if isinstance(leaf, torch.Tensor):
-            md5.update(leaf.detach().cpu().contiguous().numpy().tobytes() if leaf.dtype != torch.bfloat16
-                       else leaf.detach().float().cpu().contiguous().numpy().tobytes())
+            value = leaf.detach().cpu()
+            md5.update((value.float() if value.dtype == torch.bfloat16 else value).contiguous().numpy().tobytes())
         elif isinstance(leaf, (bool, int, float)):
             md5.update(repr(leaf).encode())
     return md5.digest()[:DIGEST]
@@ -133,7 +136,7 @@ def first_difference(mine: dict, theirs: dict) -> dict:
            "operators": len(names), "reference_operators": len(their_names)}
     for i, (a, b) in enumerate(zip(zip(names, digests), zip(their_names, their_digests))):
         if a != b:
-            out.update(first=i, step=names[:i].count(STEP), operator=a[0], reference_operator=b[0],
+            out.update(first=i, losses_before=names[:i].count(LOSS), operator=a[0], reference_operator=b[0],
                        before=names[max(0, i - 8):i])
             return out
     out["first"] = None if len(names) == len(their_names) else min(len(names), len(their_names))
@@ -146,8 +149,9 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="save this machine's trace here")
     parser.add_argument("--against", type=Path, help="a trace made elsewhere: name the first operator that differs")
     args = parser.parse_args()
-    mine = packed(trace_first_fit(args.manifest.resolve()))
-    result = {"cpu": mine["cpu"], "operators": len(unpacked(mine)[0])}
+    record = trace_first_fit(args.manifest.resolve())
+    mine = packed(record)
+    result = {"cpu": mine["cpu"], "operators": len(record["names"])}
     if args.write:
         args.write.write_text(json.dumps(mine, separators=(",", ":")) + "\n")
     if args.against:
