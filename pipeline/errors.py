@@ -58,3 +58,34 @@ def tell_torchrun(line: str) -> None:
             json.dump({"message": line, "timestamp": int(time.time())}, handle)
     except OSError:   # the summary then shows torchrun's own text; the line was printed already
         pass
+    _wait_for_other_ranks()
+
+
+PEERS_WAIT_S = 10.0
+
+
+def _wait_for_other_ranks() -> None:
+    """A rank that stops before any process group exists (a bad store, bad params: every rank
+    finds the same) waits, up to ``PEERS_WAIT_S``, until every rank has stopped too: torchrun
+    kills the others when the first process ends, and a rank killed before it printed its line
+    says nothing. The count lives in torchrun's own store (the one ``init_process_group`` would
+    join); after a group exists, ``model.train.together`` has done this with a barrier."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1 or "MASTER_ADDR" not in os.environ:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    try:
+        from datetime import timedelta
+
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                              timeout=timedelta(seconds=PEERS_WAIT_S))
+        key = f"pipeline/stopped/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        store.add(key, 1)
+        deadline = time.monotonic() + PEERS_WAIT_S
+        while store.add(key, 0) < world and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except (RuntimeError, OSError, ValueError):   # no store to reach: leave as before
+        pass

@@ -357,6 +357,15 @@ from pipeline.cli import main
 sys.exit(main())
 '''
 
+RANK1_LATE = '''
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+if os.environ.get("RANK") == "1":
+    time.sleep(3)
+from pipeline.cli import main
+sys.exit(main())
+'''
+
 
 def test_under_torchrun_a_failing_rank_stops_every_rank_with_one_line(tmp_path):
     """Rank 0 failed alone (a full disk writing m.pt.last) and rank 1 printed a gloo traceback
@@ -383,11 +392,14 @@ def test_under_torchrun_a_failing_rank_stops_every_rank_with_one_line(tmp_path):
     assert f"traceback : rank 0: {tmp_path / 'm.pt.last'}: No space left on device" in err or \
         f"traceback : rank 1: stopped because rank 0 failed writing {tmp_path / 'm.pt.last'}" in err, err[-3000:]
 
+    # a bad store: every rank stops before any process group exists. Rank 1 comes late (as under
+    # load); it used to be killed by torchrun before it printed, as soon as rank 0 had ended
     store = make_store(n_dialogues=9)
     store["visual"][3, 1] = np.nan
     np.savez(tmp_path / "bad.npz", **store)
-    done = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29534", "-m", "pipeline", "train",
-                           "--store", str(tmp_path / "bad.npz"), *outputs],
+    (tmp_path / "late.py").write_text(RANK1_LATE)
+    done = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29534", str(tmp_path / "late.py"),
+                           "train", "--store", str(tmp_path / "bad.npz"), *outputs],
                           cwd=ROOT, capture_output=True, text=True, timeout=240)
     err = done.stderr
     said = [line for line in err.splitlines() if line.startswith("error: ") and "hold non-finite visual values" in line]
