@@ -68,6 +68,28 @@ def test_the_text_stage_cross_fits_and_says_so(tmp_path):
     assert len(list((tmp_path / "cache" / "text_folds").glob("*.pt"))) == 4   # cached: a re-run refits none
 
 
+def test_a_stage_record_does_not_go_stale_when_another_stage_s_params_change(tmp_path):
+    """The text and media stages hashed all of params.yaml into their lineage record, while DVC
+    reruns them only when their own section changes: a change to train's section left every
+    committed record (and dvc.lock) stale until a full rebuild. The record holds the stage's
+    section; the params file is not hashed whole."""
+    from pipeline.lineage import write_record
+    from pipeline.manifest import write_manifest
+
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(toy_transcripts(3).assign(dataset="toy", media="", start=np.nan, end=np.nan), manifest)
+    write_record(manifest, "ingest", {}, extra={"labels": CLASSES})
+    stage = "text: {embedding_dim: 16, feature_maps: 8, epochs: 2, w2v_epochs: 1, folds: 0}\n"
+    records = []
+    for run, other in enumerate(("train: {epochs: 3}", "train: {epochs: 4}")):
+        params = tmp_path / f"params{run}.yaml"
+        params.write_text(stage + other + "\n")
+        text.run(manifest, tmp_path / f"text{run}.npz", tmp_path / f"cnn{run}.pt", params, tmp_path / "cache")
+        records.append(json.loads((tmp_path / f"text{run}.npz.meta.json").read_text()))
+    assert records[0]["params"] == records[1]["params"] and records[0]["inputs"] == records[1]["inputs"]
+    assert list(records[0]["inputs"]) == [str(manifest)]
+
+
 def test_selection_never_reads_test():
     store = make_store(n_dialogues=8)
     other = {k: v.copy() for k, v in store.items()}

@@ -151,15 +151,17 @@ def run(modality: str, manifest_path, out, model_path, cache_root, params_path, 
     stage_configs(modality, params)   # a typo fails here, before any work
     check_overrides(modality, workers=workers, scheduler=scheduler)   # --workers, --scheduler: as the params are
     manifest, classes = read_manifest(manifest_path)
-    return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path, params_file(params_path)],
-                 scheduler=scheduler)
+    return build(modality, manifest, classes, params, out, model_path, cache_root, workers, inputs=[manifest_path],
+                 scheduler=scheduler, params_path=params_path)
 
 
 def build(modality: str, manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root,
-          workers=None, progress=True, inputs=(), scheduler=None):
-    """Extract every clip (cached), fit the part on the labelled training clips, write features and part."""
+          workers=None, progress=True, inputs=(), scheduler=None, params_path=None):
+    """Extract every clip (cached), fit the part on the labelled training clips, write features and part.
+    ``inputs`` are hashed into the lineage; the params file is not (the record holds the stage's section)."""
     config, stage, crossfit, cnn3d = stage_configs(modality, params)
-    check_writable(out, model_path, folders=[Path(cache_root) / modality], inputs=inputs, stage=modality)
+    check_writable(out, model_path, folders=[Path(cache_root) / modality], inputs=[*inputs, params_file(params_path)],
+                   stage=modality)
     raw, present, reasons, infos, counts = extract_raw(modality, manifest, config, cache_root,
                                                        workers if workers is not None else stage.workers, progress,
                                                        scheduler or stage.scheduler)

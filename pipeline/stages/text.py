@@ -56,16 +56,19 @@ def run(manifest_path, out, model_path, params_path, cache_root):
     params = section("text", params_path)
     configs("text", params, *CONFIGS)   # a typo fails here, before any work
     manifest, classes = read_manifest(manifest_path)
-    return build(manifest, classes, params, out, model_path, cache_root, inputs=[manifest_path, params_file(params_path)])
+    return build(manifest, classes, params, out, model_path, cache_root, inputs=[manifest_path], params_path=params_path)
 
 
-def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root=None, inputs=()):
+def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_path, cache_root=None, inputs=(),
+          params_path=None):
     """Train the CNN on the labelled training rows (its part serves valid, test and ``predict``);
-    training rows get cross-fitted features; write the part and every row's features."""
+    training rows get cross-fitted features; write the part and every row's features. ``inputs`` are
+    recorded (hashed) in the lineage; the params file is not: the record holds ``params``, the
+    stage's own section, as DVC tracks it."""
     backbone, config, sentence, crossfit = configs("text", params, *CONFIGS)
     if backbone.backbone not in ("kim_cnn", "sentence_transformer"):
         raise ParamsError(f"text.backbone must be kim_cnn or sentence_transformer, not {backbone.backbone!r}")
-    check_writable(out, model_path, inputs=inputs, stage="text")
+    check_writable(out, model_path, inputs=[*inputs, params_file(params_path)], stage="text")
     require_training_split(manifest, out, classes)
     if sentence.context_turns and backbone.backbone != "sentence_transformer":
         raise ParamsError(f"text.context_turns {sentence.context_turns}: only the sentence_transformer backbone "
