@@ -51,6 +51,8 @@ TIMED = [
     ("    log-mel", "faster_whisper.feature_extractor", "FeatureExtractor.__call__"),
     ("    encoder", "faster_whisper.transcribe", "WhisperModel.encode"),
     ("    decoder", "faster_whisper.transcribe", "WhisperModel.generate_with_fallback"),
+    # batched (whisper_batch > 0): each batch's encoder (also in "encoder") and its decoding
+    ("    batched pass", "faster_whisper.transcribe", "BatchedInferencePipeline.generate_segment_batched"),
     ("    word alignment", "faster_whisper.transcribe", "WhisperModel.add_word_timestamps"),
     ("  VAD regions", "extractors.speech", "Transcriber.speech_regions"),
     ("  speaker embeddings", "extractors.speech", "Transcriber.voice_windows"),
