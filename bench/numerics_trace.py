@@ -51,8 +51,8 @@ def digest(value) -> bytes:
     md5 = hashlib.md5()
     for leaf in tree_leaves(value):
         if isinstance(leaf, torch.Tensor):
-            value = leaf.detach().cpu()
-            md5.update((value.float() if value.dtype == torch.bfloat16 else value).contiguous().numpy().tobytes())
+            tensor = leaf.detach().cpu()
+            md5.update((tensor.float() if tensor.dtype == torch.bfloat16 else tensor).contiguous().numpy().tobytes())
         elif isinstance(leaf, (bool, int, float)):
             md5.update(repr(leaf).encode())
     return md5.digest()[:DIGEST]

@@ -14,31 +14,39 @@ Chunks: a quarter are two voices at once (the second -6..+6 dB against the first
 change of speaker inside the chunk (no overlap: a detector must not fire on a turn change), half
 one voice. Each line is set to one loudness first, each chunk moved by -6..+6 dB. The last line
 is one JSON object: {"auc": {"tuning_apart", "held_out", "call"} per epoch, "call_chunks", ...}.
+
+Its weights are fitted on ``shared/data`` voices (the tuning ones), which are for checking: the
+network is a measurement of what such a detector could do, and must never ship as it is.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 from common import last_line  # first: it pins the CPU kernels before numpy loads
 import numpy as np
 
+from extractors.media import SAMPLE_RATE, load_audio
 from real_voices import FAMILIES, SPLIT, Voices, call_turns, voice_lines
 
-SAMPLE_RATE = 16000
 CHUNK = SAMPLE_RATE   # 1 s
 LEVEL = 0.07          # RMS each line is set to
 
 
-def log_mel(signal):
-    import torch
+@cache
+def _mel():
     import torchaudio
 
-    if not hasattr(log_mel, "transform"):
-        log_mel.transform = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=64)
-    return torch.log(log_mel.transform(torch.as_tensor(signal, dtype=torch.float32)) + 1e-6)
+    return torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=64)
+
+
+def log_mel(signal):
+    import torch
+
+    return torch.log(_mel()(torch.as_tensor(signal, dtype=torch.float32)) + 1e-6)
 
 
 def _level(signal: np.ndarray) -> np.ndarray:
@@ -88,7 +96,6 @@ def chunks(pool: dict, count: int, seed: int):
 def call_chunks(data: Path):
     """The real call's 1 s chunks (every 0.25 s, at least 0.5 s of speech) and their labels."""
     import torch
-    from extractors.media import load_audio
 
     voices = data / "real_voices"
     signal, truth = load_audio(str(voices / "pyannote_sample" / "sample.wav")), call_turns(voices)

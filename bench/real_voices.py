@@ -31,7 +31,8 @@
   2026-12-07, on the same recordings.
 
 ``--skip tuning`` (or ``held_out``) leaves out one of the assembled parts. Whisper's words and
-the voice vectors of each recording are cached under ``--cache`` (a rerun re-clusters only). Run it alone: the machine has 2 cores. The last line is one JSON object.
+the voice vectors of each recording are cached under ``--cache`` (a rerun re-clusters only).
+Run it alone: the machine has 2 cores. The last line is one JSON object.
 """
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ def shown(value) -> str:
 
 def tell_torchrun(line: str) -> None:
     """Under torchrun, the error line in this rank's error file: torchrun's closing summary shows
-    it for the rank (else only a link to its docs). The file's format is torch.distributed.elastic's."""
+    it for the rank (else only a link to its docs). The file's format is torch.distributed.elastic's.
+    Then, where no process group exists yet, wait for the other ranks (``_wait_for_other_ranks``)."""
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
@@ -75,7 +76,7 @@ def _wait_for_other_ranks() -> None:
         return
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if not dist.is_available() or dist.is_initialized():
         return
     try:
         from datetime import timedelta
