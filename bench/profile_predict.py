@@ -43,7 +43,7 @@ PINS = {"pinned": {}, "avx2": {"MKL_CBWR": "AVX2"}, "native": {"DIMMN_NUMERICS":
 # (stage name, module, attribute): the functions timed, inclusive; a class attribute as "Class.method"
 TIMED = [
     ("transcription", "pipeline.stages.predict", "transcribed_conversation"),
-    ("  load Whisper, CAM++", "extractors.speech", "Transcriber.__init__"),
+    ("  load Whisper, CAM++, segmentation", "extractors.speech", "Transcriber.__init__"),
     ("  decode audio", "extractors.speech", "load_audio"),
     ("  whisper (all)", "extractors.speech", "Transcriber.words_of"),
     ("    VAD (Whisper's)", "faster_whisper.transcribe", "get_speech_timestamps"),
@@ -57,6 +57,7 @@ TIMED = [
     ("  VAD regions", "extractors.speech", "Transcriber.speech_regions"),
     ("  speaker embeddings", "extractors.speech", "Transcriber.voice_windows"),
     ("  clustering", "extractors.speech", "cluster_speakers"),
+    ("  overlaps (segmentation-3.0)", "extractors.speech", "Transcriber.overlaps_of"),
     ("words channel", "pipeline.shipped", "text_channel"),
     ("  encoder's hash", "pipeline.stages.ship", "encoder_identity"),
     ("  load the encoder", "extractors.sentence", "LayerMeans.__init__"),

@@ -23,10 +23,11 @@
 - ``--tune``: every alternative of ``tuning_grid`` (window length, windows across VAD silences or
   not, threshold, share, distinct voice, NME-SC's eigengap, resemblyzer) on the tuning recordings
   only, ranked by count exact, then its error, then DER (the shipped settings were the top one on
-  an Intel Xeon; Whisper's words differ by CPU, and the ranking with them); and ``no_pause_s``,
-  the possible-overlap cue's setting, by its F1.
-- **overlaps**: each recording's possible overlaps (a new speaker with no pause) against its true
-  ones: the share of overlaps found, of marks right, and the marks on recordings without overlap.
+  an Intel Xeon; Whisper's words differ by CPU, and the ranking with them).
+- **overlaps**: the stretches where the segmentation network heard two voices
+  (``transcribe.overlaps``) against each recording's true overlaps: the share of overlaps found,
+  of stretches right (within ``OVERLAP_TOLERANCE_S``), and the stretches on recordings without
+  overlap. Its settings were fixed before it was measured; nothing here tunes them.
 - ``held_out_former_settings`` / ``call_former_settings``: the settings chosen on eSpeak before
   2026-12-07, on the same recordings.
 
@@ -49,8 +50,8 @@ from common import last_line  # first: it pins the CPU kernels before numpy load
 import numpy as np
 
 from extractors.media import SAMPLE_RATE, load_audio
-from extractors.speech import (COVERED, Transcriber, TranscribeConfig, diarization_error_rate, turns_of,
-                               word_error_rate)
+from extractors.speech import (COVERED, Transcriber, TranscribeConfig, diarization_error_rate, overlap_regions,
+                               place_overlaps, turns_of, word_error_rate)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = {
@@ -256,23 +257,37 @@ class Heard:
             np.save(path, Transcriber.voice_windows(self._encoders[voices], signal, words, window_s, regions)[1])
         return windows, np.load(path)
 
+    def overlapped(self, signal: np.ndarray) -> np.ndarray:
+        """Per frame of the segmentation network, the probability of two voices at once."""
+        path = self.cache / f"overlapped_{hashlib.sha256(signal.tobytes()).hexdigest()[:20]}_segmentation-3.0.npy"
+        if not path.is_file():
+            if self.transcriber.segmenter is None:
+                from extractors.segmentation import Segmenter
 
-def diarized(heard: Heard, signal: np.ndarray, config: TranscribeConfig, rule=None, split: bool = True) -> list[dict]:
-    """The utterances ``Transcriber.extract`` finds, from the cached words and vectors; ``rule``
-    (vectors, seconds) -> labels replaces the shipped clustering, and ``split=False`` lets a
-    window span a VAD silence (as before 2026-12-07)."""
+                self.transcriber.segmenter = Segmenter()
+            np.save(path, self.transcriber.segmenter.activity(signal).overlapped())
+        return np.load(path)
+
+
+def diarized(heard: Heard, signal: np.ndarray, config: TranscribeConfig, rule=None,
+             split: bool = True) -> tuple[list[dict], list[dict]]:
+    """The utterances and overlaps ``Transcriber.extract`` finds, from the cached words, vectors and
+    overlap probabilities; ``rule`` (vectors, seconds) -> labels replaces the shipped clustering,
+    and ``split=False`` lets a window span a VAD silence (as before 2026-12-07)."""
     words, regions = heard.words(signal)
     if not words:
-        return []
+        return [], []
     windows, vectors = heard.vectors(signal, words, config.window_s, config.voices, regions if split else None)
     if rule is None:
         labels = Transcriber.speakers_of(vectors, windows, config)
     else:
         labels = rule(vectors, np.array([w[-1][2] - w[0][1] for _, w in windows]))
     utterances = turns_of(windows, labels, regions, config)
+    found = overlap_regions(heard.overlapped(signal)) if config.overlaps == "segmentation" else []
+    overlaps = place_overlaps(utterances, found)
     for u in utterances:
         u.pop("windows")
-    return utterances
+    return utterances, overlaps
 
 
 # A count rule --tune measures beside the shipped ones (threshold, share, distinct voice): kept here, not shipped.
@@ -355,12 +370,13 @@ def edge_errors(truth: list[dict], found: list[dict], inside: float = 0.1) -> tu
 OVERLAP_TOLERANCE_S = 0.5
 
 
-def overlap_marks(truth: list[dict], found: list[dict]) -> dict:
-    """The possible overlaps marked against the true ones (a turn starting before the previous
-    one ends): a mark is right, and an overlap found, where the mark's change (the last word of
-    one speaker to the first of the next) lies within ``OVERLAP_TOLERANCE_S`` of the overlap."""
+def overlap_marks(truth: list[dict], overlaps: list[dict]) -> dict:
+    """The overlaps found against the true ones (a turn starting before the previous one ends; in
+    the assembled recordings that may be one voice over itself, where a speaker's two lines
+    follow each other): a stretch found is right, and a true overlap found, where the two lie
+    within ``OVERLAP_TOLERANCE_S`` of each other."""
     true = [(b["start"], a["end"]) for a, b in zip(truth, truth[1:]) if b["start"] < a["end"]]
-    marks = [(before["words"][-1][2], u["words"][0][1]) for before, u in zip(found, found[1:]) if u["possible_overlap"]]
+    marks = [(o["start"], o["end"]) for o in overlaps]
 
     def near(o, m):
         return o[0] - OVERLAP_TOLERANCE_S < m[1] and o[1] + OVERLAP_TOLERANCE_S > m[0]
@@ -368,9 +384,11 @@ def overlap_marks(truth: list[dict], found: list[dict]) -> dict:
             "marks": len(marks), "marks_right": sum(any(near(o, m) for o in true) for m in marks)}
 
 
-def score(truth: list[dict], found: list[dict]) -> dict:
+def score(truth: list[dict], diarization: tuple[list[dict], list[dict]]) -> dict:
+    """``diarization``: (utterances, overlaps), as ``diarized`` gives them."""
+    found, overlaps = diarization
     bad, edges = edge_errors(truth, found) if found else (0, 0)
-    return {**overlap_marks(truth, found), "der": diarization_error_rate(truth, found, collar=0.25), "der_nocollar": diarization_error_rate(truth, found),
+    return {**overlap_marks(truth, overlaps), "der": diarization_error_rate(truth, found, collar=0.25), "der_nocollar": diarization_error_rate(truth, found),
             "speakers": len({t["speaker"] for t in truth}), "found": len({u["speaker"] for u in found}),
             "turns": len(truth), "utterances": len(found), "bad_edges": bad, "edges": edges}
 
@@ -392,8 +410,8 @@ def summary(rows: list[dict]) -> dict:
 
 
 def overlap_summary(rows: list[dict]) -> dict:
-    """How good the possible-overlap cue is: the share of true overlaps found, of marks right
-    (and of marks on recordings without any overlap: each one a false alarm)."""
+    """How good the overlaps found are: the share of true overlaps found, of stretches found that
+    are right (and of stretches on recordings without any overlap: each one a false alarm)."""
     marks, right, total = (sum(r[k] for r in rows) for k in ("marks", "marks_right", "overlaps"))
     recall, precision = sum(r["overlaps_found"] for r in rows) / max(1, total), right / max(1, marks)
     return {"overlap_recall": round(recall, 3), "overlap_precision": round(precision, 3),
@@ -405,7 +423,7 @@ def call_figures(heard: Heard, data: Path, config: TranscribeConfig, split: bool
     voices = data / "real_voices"
     signal = load_audio(voices / "pyannote_sample" / "sample.wav")
     truth = call_turns(voices)
-    found = diarized(heard, signal, config, split=split)
+    found, overlaps = diarized(heard, signal, config, split=split)
     stm = [row.split(None, 5) for row in (voices / "pyannote_sample" / "sample.stm").read_text().splitlines() if row.strip()]
     words = " ".join(parts[5] for parts in stm if len(parts) > 5)   # file channel speaker start end words
     heard_words = " ".join(u["text"] for u in found)
@@ -413,7 +431,8 @@ def call_figures(heard: Heard, data: Path, config: TranscribeConfig, split: bool
             "der_nocollar": round(diarization_error_rate(truth, found), 4),
             "speakers_found": len({u["speaker"] for u in found}), "utterances": len(found), "rttm_turns": len(truth),
             "stm_utterances": len(stm), "wer": round(word_error_rate(words, heard_words), 4),
-            **overlap_summary([overlap_marks(truth, found)]),
+            **overlap_summary([overlap_marks(truth, overlaps)]),
+            "overlap_stretches": [[o["start"], o["end"]] for o in overlaps],
             "heard": heard_words}
 
 
@@ -482,7 +501,7 @@ def main() -> None:
         config = replace(config, whisper_batch=args.whisper_batch)
     heard = Heard(Transcriber(config, weights), cache)
     result = {"config": {k: getattr(config, k) for k in ("model", "voices", "window_s", "speaker_distance",
-                                                          "min_speaker_share", "pause_s", "no_pause_s", "whisper_batch")}}
+                                                          "min_speaker_share", "pause_s", "overlaps", "whisper_batch")}}
     if "call" not in args.skip:
         result["call"] = call_figures(heard, data, config)
         log(f"call: {result['call']}")
@@ -496,15 +515,6 @@ def main() -> None:
         ranked = sorted(scored, key=lambda n: (-scored[n]["count_exact"], scored[n]["count_abs_error"],
                                               scored[n]["der_2_3"] + scored[n]["der_4_6"]))
         result["tune"] = {"best": ranked[:5], "scores": scored}
-        pauses = {}   # the possible-overlap cue: its one setting, on the shipped clustering
-        for no_pause in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8):
-            variant = replace(config, no_pause_s=no_pause)
-            pauses[no_pause] = overlap_summary([score(turns, diarized(heard, signal, variant)) for _, signal, turns in tuning])
-            log(f"no_pause_s {no_pause}: {json.dumps(pauses[no_pause])}")
-        # the best F1, or the smallest setting within 0.01 of it (one mark in 65): as worthy, fewer false marks
-        top = max(p["overlap_f1"] for p in pauses.values())
-        result["tune_no_pause"] = {"best": min(k for k, p in pauses.items() if p["overlap_f1"] >= top - 0.01),
-                                   "scores": pauses}
     if "assembled" not in args.skip:
         voices = Voices(voice_lines(data))
         # the settings before 2026-12-07, chosen on eSpeak voices, on the same held-out recordings

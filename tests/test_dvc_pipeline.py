@@ -162,7 +162,7 @@ def test_predict_a_real_recording_with_its_subtitles(project, tmp_path):
     assert list(table["speaker"]) == ["Aaron", "Hamilton", "Aaron"] and list(table["start"]) == [0.5, 2.6, 5.2]
     assert table["audio_present"].all() and table["visual_present"].all() and "predicted" in out
     page = (tmp_path / "result" / "talk.html").read_text()
-    assert "How does a bastard" in page and "<script" not in page and "Possible overlaps" not in page   # nothing heard
+    assert "How does a bastard" in page and "<script" not in page and "Overlaps</h2>" not in page   # nothing heard
 
 
 def test_predict_a_recording_alone_transcribes_it_and_writes_csv_page_and_subtitles(project, tmp_path):
@@ -182,7 +182,7 @@ def test_predict_a_recording_alone_transcribes_it_and_writes_csv_page_and_subtit
     assert "heard" in out and "language en" in out
     page = (tmp_path / "result" / "talk.html").read_text()
     assert page.index("Timeline") < page.index("Conversation") and 'class="lane"' in page and "<script" not in page
-    assert "possible overlap(s)" in out and "Possible overlaps</h2><p>" in page
+    assert "overlap(s) (two voices at once)" in out and "Overlaps</h2><p>" in page
     srt = (tmp_path / "result" / "talk.srt").read_text()
     assert srt.startswith("1\n00:00:0") and "S1: " in srt and (tmp_path / "result" / "talk.vtt").is_file()
     # a person corrects what was heard and runs again with it: the cues are the utterances now

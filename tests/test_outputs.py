@@ -149,7 +149,7 @@ def _fake_transcripts(videos, *args, **kwargs):
                   {"start": 2.0, "end": 3.0, "speaker": "S2\n\n99\n00:00:09,000 --> 00:00:10,000\nX", "text": "hi",
                    "words": []}]
     info = {"utterances": utterances, "speakers": 2, "language": "en", "language_probability": 0.9,
-            "possible_overlaps": 0, "seconds": 3.0, "model": "tiny.en"}
+            "overlaps": [], "seconds": 3.0, "model": "tiny.en"}
     return {str(v): Result(np.zeros((2, 4), np.float32), info) for v in videos}
 
 

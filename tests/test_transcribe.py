@@ -357,32 +357,83 @@ def test_a_window_never_spans_a_silence_the_vad_found():
     assert [len(p) for p in phrases(words, 0.25, [(0.0, 0.6), (1.0, 1.8)])] == [1, 2]
 
 
-def test_a_speaker_who_takes_over_with_no_pause_is_marked_a_possible_overlap():
-    """Two people at once show as a change of speaker with no pause: Whisper writes one voice's words."""
-    from extractors.speech import mark_possible_overlaps
+def test_an_overlap_stretches_both_speakers_turns_over_it():
+    """Where one starts before the other stops, Whisper writes one voice: the second speaker's turn
+    began after the overlap. Both turns now cover it, and each says it holds one."""
+    from extractors.speech import place_overlaps
 
     def turn(speaker, start, end):
-        return {"speaker": speaker, "words": [["a", start, (start + end) / 2, 1.0], ["b", (start + end) / 2, end, 1.0]]}
+        return {"speaker": speaker, "start": start, "end": end}
 
-    turns = [turn("S1", 0.0, 2.0), turn("S2", 2.1, 3.0), turn("S1", 3.9, 5.0), turn("S1", 6.5, 7.0), turn("S2", 7.2, 8.0)]
-    mark_possible_overlaps(turns, [(0.0, 3.0), (3.9, 5.0), (6.5, 8.0)], 0.5)
-    # no pause into S2; a pause (0.9 s) and a VAD silence before S1; the same speaker; no pause into S2 again
-    assert [t["possible_overlap"] for t in turns] == [False, True, False, False, True]
-    mark_possible_overlaps(turns, [(0.0, 2.05), (2.08, 3.0), (3.9, 5.0), (6.5, 8.0)], 0.5)   # a silence the VAD found
-    assert [t["possible_overlap"] for t in turns] == [False, False, False, False, True]
-    mark_possible_overlaps(turns, [(0.0, 8.0)], 0.0)   # 0: none marked
-    assert not any(t["possible_overlap"] for t in turns)
+    turns = [turn("S1", 0.0, 2.0), turn("S2", 2.6, 4.0), turn("S1", 4.5, 9.0), turn("S3", 20.0, 21.0)]
+    found = place_overlaps(turns, [(1.5, 2.5), (6.0, 6.5), (30.0, 30.5)])
+    assert [(t["start"], t["end"]) for t in turns] == [(0.0, 2.5), (1.5, 4.0), (4.5, 9.0), (20.0, 21.0)]
+    assert [t["overlap"] for t in turns] == [True, True, True, False]
+    # inside S1's turn, S2 within 0.5 s is not (6.0 - 4.0 = 2 s away): the other voice said no word
+    assert [f["speakers"] for f in found] == [["S1", "S2"], ["S1", "?"], ["?", "?"]]
+    turns = [turn("S1", 1.0, 3.0), turn("S2", 3.2, 5.0)]   # both start at once: the order follows the starts
+    place_overlaps(turns, [(0.5, 0.9)])
+    assert [t["speaker"] for t in turns] == ["S1", "S2"] and turns[0]["start"] == 1.0   # S2 is 2.3 s away
+    place_overlaps(turns, [(2.9, 3.3)])
+    assert [(t["start"], t["end"]) for t in turns] == [(1.0, 3.3), (2.9, 5.0)]
+    assert place_overlaps(turns, []) == [] and not any(t["overlap"] for t in turns)
+    place_overlaps(turns, [(0.6, 0.8)])   # near S1's turn only, not in it: no turn holds it
+    assert not any(t["overlap"] for t in turns)
+    # a long stretch over A, B, A: B (the most time shared) and A's first turn, which never reaches over A's next
+    turns = [turn("A", 0.0, 1.0), turn("B", 2.0, 3.0), turn("A", 4.0, 5.0)]
+    found = place_overlaps(turns, [(0.5, 4.5)])
+    assert found[0]["speakers"] == ["B", "A"]
+    assert [(t["speaker"], t["start"], t["end"]) for t in turns] == [("A", 0.0, 4.0), ("B", 0.5, 4.5), ("A", 4.0, 5.0)]
 
 
-def test_the_page_says_where_the_possible_overlaps_are():
+def test_overlaps_are_read_from_the_network_s_pair_classes():
+    """The frames where the three pair classes together are more likely than not, in runs of at
+    least 0.1 s, on the network's frame grid."""
+    from extractors.segmentation import HOP, Activity
+    from extractors.speech import overlap_regions
+
+    probabilities = np.zeros((200, 7))
+    probabilities[:, 1] = 1.0
+    probabilities[50:60] = [0.3, 0.1, 0.0, 0.0, 0.6, 0.0, 0.0]   # 10 frames: 0.17 s
+    probabilities[100:103] = [0.0, 0.4, 0.0, 0.0, 0.0, 0.3, 0.3]   # 3 frames (0.05 s), and the pairs split
+    probabilities[150:170] = [0.0, 0.51, 0.0, 0.0, 0.49, 0.0, 0.0]   # one voice, just
+    activity = Activity(probabilities)
+    [(start, end)] = overlap_regions(activity.overlapped())
+    assert abs(start - (50 * HOP + 991 / 2 - HOP / 2) / 16000) < 1e-3 and abs(end - start - 10 * HOP / 16000) < 1e-3
+
+
+def test_the_segmentation_network_refuses_audio_it_cannot_read_and_reads_any_length():
+    from extractors.segmentation import FRAMES, Segmenter, SegmentationError
+
+    segmenter = Segmenter()
+    with pytest.raises(SegmentationError, match="mono"):
+        segmenter.activity(np.zeros((32000, 2), np.float32))
+    with pytest.raises(SegmentationError, match="1 samples that are not finite"):
+        segmenter.activity(np.r_[[np.nan], np.zeros(16000)].astype(np.float32))
+    for samples in (0, 991, 160000, 160001, 400000):   # none, one frame, a chunk, a chunk and a sample, 2.5 chunks
+        probabilities = segmenter.activity(np.random.default_rng(0).normal(0, 0.01, samples)).probabilities
+        assert len(probabilities) == max(1, (samples - 991) // 270 + 1) and np.allclose(probabilities.sum(1), 1)
+    assert FRAMES == 589
+
+
+def test_a_transcript_says_whether_overlaps_were_looked_for():
+    from extractors.speech import overlaps_said
+
+    assert overlaps_said({"overlaps": []}) == "0 overlap(s) (two voices at once)"
+    assert overlaps_said({"overlaps": None}) == "overlaps not looked for (transcribe.overlaps: none)"
+
+
+def test_the_page_says_where_the_overlaps_are():
     from pipeline.stages.predict import overlap_section
 
-    table = pd.DataFrame({"turn": [0, 1, 2], "start": [0.0, 2.1, 64.0], "end": [2.0, 3.0, 66.0],
+    table = pd.DataFrame({"turn": [0, 1, 2], "start": [0.0, 1.5, 64.0], "end": [2.5, 3.0, 66.0],
                           "speaker": ["S1", "S2", "S1"]})
-    [(title, html)] = overlap_section(table, [False, True, True])
-    assert title == "Possible overlaps" and "2 of 3 turns" in html and "0:02–0:03 S2" in html and "1:04–1:06 S1" in html
-    assert overlap_section(table, []) == []   # subtitles given: nothing was heard to mark
-    assert "0 of 3 turns" in overlap_section(table, [False] * 3)[0][1]
+    found = [{"start": 1.5, "end": 2.5, "speakers": ["S1", "S2"]}, {"start": 65.0, "end": 65.5, "speakers": ["S1", "?"]}]
+    [(title, html)] = overlap_section(table, {"marks": [True, True, True], "regions": found})
+    assert title == "Overlaps" and "2 stretch(es)" in html and "1.5 s in all" in html and "3 of 3 turns" in html
+    assert "0:01.5–0:02.5 S1 and S2" in html and "1:05.0–1:05.5 S1 and a voice with no words of its own" in html
+    assert overlap_section(table, None) == []   # subtitles given: nothing was heard
+    assert "0 stretch(es)" in overlap_section(table, {"marks": [False] * 3, "regions": []})[0][1]
 
 
 def test_an_assembled_conversation_of_real_voices_is_diarized(weights):
@@ -399,9 +450,35 @@ def test_an_assembled_conversation_of_real_voices_is_diarized(weights):
     signal, turns = assemble(voices, ["asterisk_allison_smith", "librivox_reader", "Diane"], 3, 7, False, 1)
     transcriber = Transcriber(TranscribeConfig(cpu_threads=2), weights)
     result = transcriber.extract_signal(signal)
-    figures = score(turns, result.info["utterances"])
+    figures = score(turns, (result.info["utterances"], result.info["overlaps"]))
     assert figures["der"] < 0.25, figures
     assert figures["found"] >= 2 and abs(figures["utterances"] - figures["turns"]) <= figures["turns"] // 2, figures
+
+
+def test_the_real_call_s_overlaps_are_found_and_both_speakers_cover_them(weights):
+    """pyannote's sample, a real telephone call of two women whose RTTM has them talk at once six
+    times: the stretches found lie on true overlaps, and each is covered by a turn of each of its
+    two speakers (before, every turn ended where the next began: no overlap could be found)."""
+    import sys
+
+    from extractors.media import load_audio
+
+    shared("real_voices/pyannote_sample/sample.rttm")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from real_voices import call_turns
+
+    truth = call_turns(shared("real_voices"))
+    result = Transcriber(TranscribeConfig(cpu_threads=2), weights).extract_signal(
+        load_audio(shared("real_voices/pyannote_sample/sample.wav")))
+    utterances, overlaps = result.info["utterances"], result.info["overlaps"]
+    assert len(overlaps) >= 2, overlaps
+    for found in overlaps:
+        talking = {t["speaker"] for t in truth if t["start"] < found["end"] - 0.1 and t["end"] > found["start"] + 0.1}
+        assert len(talking) == 2, (found, truth)
+        if "?" not in found["speakers"]:
+            covering = {u["speaker"] for u in utterances if u["start"] <= found["start"] and u["end"] >= found["end"]}
+            assert covering == set(found["speakers"]), (found, utterances)
+    assert [u["start"] for u in utterances] == sorted(u["start"] for u in utterances)
 
 
 def test_speaker_windows_embedded_in_a_batch_give_what_each_gives_alone(talk):

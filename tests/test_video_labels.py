@@ -15,7 +15,7 @@ TURNS = [(0.5, 2.0, "S1", "hello"), (4.5, 7.4, "S2", "no way"), (8.0, 9.5, "S1",
 def _fake_transcripts(videos, *args, **kwargs):
     utterances = [{"start": s, "end": e, "speaker": who, "text": text, "words": []} for s, e, who, text in TURNS]
     info = {"utterances": utterances, "speakers": 2, "language": "en", "language_probability": 0.9,
-            "possible_overlaps": 0, "seconds": 12.0, "model": "tiny.en"}
+            "overlaps": [], "seconds": 12.0, "model": "tiny.en"}
     return {str(v): Result(np.zeros((len(TURNS), 4), np.float32), info) for v in videos}
 
 

@@ -37,11 +37,13 @@ def recordings(source) -> list[Path]:
 
 
 def summary_line(video: Path, result) -> str:
+    from extractors.speech import overlaps_said
+
     if result.vector is None:
         return f"{video.name}: {result.message or result.error}"
     info = result.info
     return (f"{video.name}: {len(info['utterances'])} utterances, {info['speakers']} speaker(s), language "
-            f"{info['language']} ({info['language_probability']:.2f}), {info['possible_overlaps']} possible overlap(s), "
+            f"{info['language']} ({info['language_probability']:.2f}), {overlaps_said(info)}, "
             f"{info['seconds']:.1f} s")
 
 
