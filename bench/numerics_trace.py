@@ -128,9 +128,28 @@ def unpacked(blob: dict) -> tuple[list[str], list[bytes]]:
             [raw[i:i + DIGEST] for i in range(0, len(raw), DIGEST)])
 
 
+# model.layers.Adam's root, taken in float64 and rounded (2026-12-07): one float32 aten.sqrt in a
+# trace made before it, so that the two compare
+ROOT_IN_FLOAT64 = ["aten._to_copy", "aten.sqrt", "aten._to_copy"]
+
+
+def as_float32_roots(names: list[str], digests: list[bytes]) -> tuple[list[str], list[bytes]]:
+    out_names, out_digests, i = [], [], 0
+    while i < len(names):
+        if names[i:i + 3] == ROOT_IN_FLOAT64:
+            out_names.append("aten.sqrt")
+            out_digests.append(digests[i + 2])
+            i += 3
+        else:
+            out_names.append(names[i])
+            out_digests.append(digests[i])
+            i += 1
+    return out_names, out_digests
+
+
 def first_difference(mine: dict, theirs: dict) -> dict:
-    names, digests = unpacked(mine)
-    their_names, their_digests = unpacked(theirs)
+    names, digests = as_float32_roots(*unpacked(mine))
+    their_names, their_digests = as_float32_roots(*unpacked(theirs))
     out = {"reference_cpu": theirs["cpu"], "inputs_differ": sorted(k for k in mine["inputs"]
                                                                    if mine["inputs"][k] != theirs["inputs"].get(k)),
            "operators": len(names), "reference_operators": len(their_names)}

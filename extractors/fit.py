@@ -10,6 +10,8 @@ from sklearn.metrics import f1_score
 from torch import nn
 from tqdm import tqdm
 
+from model.layers import Adam
+
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -29,7 +31,7 @@ def fit_classifier(model: nn.Module, x_train, y_train, x_valid, y_valid, *, epoc
     torch.manual_seed(seed)
     device = pick_device(device) if isinstance(device, str) else device
     model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimiser = Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     y_train_t = torch.as_tensor(y_train, dtype=torch.long)

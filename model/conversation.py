@@ -23,7 +23,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from model.layers import Dropout
+from model.layers import AdamW, Dropout
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def fit_head(states: np.ndarray, train: list[dict], valid: list[dict], config: H
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     head = DialogueHead(config)
-    optimiser = torch.optim.AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
+    optimiser = AdamW(head.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
     loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
     best, best_state, waited, history = -1.0, None, 0, []
     for epoch in range(fit.epochs):

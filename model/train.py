@@ -33,6 +33,7 @@ from tqdm import tqdm
 from model.data import collate, dialogues, group_folds, holdout_valid, no_valid_rows_reason
 from model.dimmn import DIMMN, ModelConfig
 from model.errors import ModelError
+from model.layers import Adam
 from model.metrics import classification_metrics
 
 
@@ -352,7 +353,7 @@ def _fit(store: dict, model_config: ModelConfig, cfg: TrainConfig, checkpoint=No
                          f"(only {sorted(RESUMABLE_CHANGES)} may change); delete it or set train.resume: false")
     rank, world, device = _distributed(device)
     model = model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimiser = Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_classes = len(store["classes"])
     weight = None
     if cfg.class_weights:

@@ -98,10 +98,16 @@ def _cached_fold(fit, mask: np.ndarray, fold: int, cache_dir, cache_key: str):
     return part
 
 
+# Changes to the fitting code that move its numbers: a fold part fitted before one is not reused
+# (convolutions as matrix products; Adam's square root in float64, 2026-12-07)
+FITTING_CODE = ("conv: gemm", "adam: float64 root")
+
+
 def content_key(*parts) -> str:
-    """A cache key from the settings and data a fold part depends on (arrays hashed by bytes)."""
+    """A cache key from the settings and data a fold part depends on (arrays hashed by bytes), and
+    the fitting code's revision (``FITTING_CODE``)."""
     digest = hashlib.sha256()
-    for p in parts:
+    for p in (*parts, FITTING_CODE):
         if isinstance(p, np.ndarray):
             digest.update(np.ascontiguousarray(p).tobytes())
         else:

@@ -103,7 +103,7 @@ def build(manifest: pd.DataFrame, classes: list[str], params: dict, out, model_p
                       manifest["dialogue_id"], train & present, fit_rows, valid & present,
                       crossfit.folds if learns else 0, config.seed,
                       cache_dir=Path(cache_root) / "text_folds" if cache_root else None,
-                      cache_key=content_key(params, classes, texts, y, settings(), "conv: gemm"))   # kernels move the numbers
+                      cache_key=content_key(params, classes, texts, y, settings()))   # kernels move the numbers
     matrix = folds.features
     leak = head_accuracy(featurizer, folds, pick, y, fit_rows, check_rows) if learns else {}
     save_features(out, manifest["utterance_id"], matrix, present, np.where(present, "", "empty_text"), "text", params,
