@@ -274,6 +274,10 @@ def _build(cls, values: dict, name: str):
         raise ParamsError(f"params section {name!r}: {exc}") from exc
 
 
+# Keys a params file of an earlier version may still hold: what became of them
+REMOVED = {"no_pause_s": "removed on 2026-12-07; overlaps are found by a network now (transcribe.overlaps)"}
+
+
 def configs(name: str, values: dict, *classes):
     """Split a params section among ``classes`` (each key to the first that has it); unknown keys
     are an error naming them, and every value is checked (``check_value``). Returns one instance
@@ -285,6 +289,7 @@ def configs(name: str, values: dict, *classes):
         taken |= names
     unknown = sorted(str(k) for k in set(values) - taken)
     if unknown:
-        raise ParamsError(f"params section {name!r}: unknown key(s) {shown(unknown)}; known: {sorted(taken)}")
+        gone = "".join(f"; {k}: {REMOVED[k]}" for k in unknown if k in REMOVED)
+        raise ParamsError(f"params section {name!r}: unknown key(s) {shown(unknown)}{gone}; known: {sorted(taken)}")
     built = [_build(cls, part, name) for cls, part in zip(classes, parts)]
     return built[0] if len(built) == 1 else tuple(built)

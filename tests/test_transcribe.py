@@ -496,3 +496,11 @@ def test_speaker_windows_embedded_in_a_batch_give_what_each_gives_alone(talk):
     together = voices.embed_many(pieces[::-1], batch=4)[::-1]
     assert np.abs(alone - together).max() < 1e-4
     assert np.linalg.norm(together, axis=1) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_params_file_with_the_removed_no_pause_s_says_what_replaced_it():
+    from pipeline.params import ParamsError
+    from pipeline.transcripts import transcribe_configs
+
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) \['no_pause_s'\]; no_pause_s: removed .*transcribe.overlaps"):
+        transcribe_configs({"no_pause_s": 0.5})
