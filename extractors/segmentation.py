@@ -178,12 +178,18 @@ class Segmenter:
     def activity(self, signal: np.ndarray) -> Activity:
         """The network's probabilities over ``signal``: mono, 16 kHz, finite."""
         torch = self.torch
-        signal = np.asarray(signal, np.float32)
-        if signal.ndim != 1:
-            raise SegmentationError(f"audio of shape {signal.shape}: mono samples expected (mix the channels first)")
-        if not np.isfinite(signal).all():
-            raise SegmentationError(f"audio with {int((~np.isfinite(signal)).sum())} samples that are not finite "
+        try:
+            given = np.asarray(signal, np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SegmentationError(f"audio that is not an array of samples ({exc})") from exc
+        if given.ndim != 1:
+            raise SegmentationError(f"audio of shape {given.shape}: mono samples expected (mix the channels first)")
+        if not np.isfinite(given).all():
+            raise SegmentationError(f"audio with {int((~np.isfinite(given)).sum())} samples that are not finite "
                                     f"numbers (NaN or infinite): a damaged decode")
+        if np.abs(given).max(initial=0.0) > np.finfo(np.float32).max:
+            raise SegmentationError("audio with samples beyond float32's range: not audio samples (-1..1)")
+        signal = given.astype(np.float32)
         frames = max(1, (len(signal) - FIELD) // HOP + 1)
         starts = list(range(0, max(1, frames - FRAMES + self.step), self.step))
         padded = np.zeros(starts[-1] * HOP + CHUNK, np.float32)

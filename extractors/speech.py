@@ -591,7 +591,8 @@ def place_overlaps(utterances: list[dict], found: list[tuple[float, float]]) -> 
                 ceiling = min([v["start"] for v in own if v["start"] >= u["end"]], default=float("inf"))
                 u["start"] = round(min(u["start"], max(start, floor)), 3)
                 u["end"] = round(max(u["end"], min(end, ceiling)), 3)
-            u["overlap"] = u["overlap"] or (u["start"] < end and u["end"] > start)
+        for u in utterances:   # every turn holding part of it, stretched or not
+            u["overlap"] = u["overlap"] or (u["start"] < end and u["end"] > start) or u["start"] <= start == end <= u["end"]
         out.append({"start": start, "end": end, "speakers": [s for s, _ in pair] + ["?"] * (2 - len(pair))})
     utterances.sort(key=lambda u: u["start"])
     return out

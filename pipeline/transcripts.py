@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from extractors.speech import COVERED, REPEATS, SAMPLING_SEED, SILENT, UNLIKELY, TranscribeConfig, Transcriber
+from extractors.speech import (COVERED, OVERLAP_MIN_S, OVERLAP_NEAR_S, OVERLAP_P, REPEATS, SAMPLING_SEED, SILENT,
+                               UNLIKELY, TranscribeConfig, Transcriber)
 from pipeline.cache import extract_utterances
 from pipeline.errors import ParamsError, PipelineError
 from pipeline.manifest import COLUMNS, ManifestError, read_csv_any_encoding
@@ -61,6 +62,8 @@ def transcribe(videos, params: dict, cache_root, workers=None, progress: bool = 
     key["timeline"] = "container"   # times since the file's start; older entries counted from the first audio sample
     if config.whisper_batch:   # entries from before failing stretches were decoded again are not reused
         key["batch"] = {"decoded again": [REPEATS, UNLIKELY, SILENT, COVERED]}
+    if config.overlaps != "none":   # how overlaps are found and placed (2026-12-07): other rules, other entries
+        key["overlap_rule"] = [OVERLAP_P, OVERLAP_MIN_S, OVERLAP_NEAR_S, "own turns apart; every turn holding one marked"]
     factory = partial(Transcriber, config, Path(cache_root) / "weights")   # the joined Whisper weights live here
     results, _ = extract_utterances(frame, factory, "transcribe", key, Path(cache_root) / "transcribe",
                                     workers=workers or stage.workers, progress=progress,

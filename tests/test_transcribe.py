@@ -379,6 +379,9 @@ def test_an_overlap_stretches_both_speakers_turns_over_it():
     assert place_overlaps(turns, []) == [] and not any(t["overlap"] for t in turns)
     place_overlaps(turns, [(0.6, 0.8)])   # near S1's turn only, not in it: no turn holds it
     assert not any(t["overlap"] for t in turns)
+    turns = [turn("A", 0.0, 2.0), turn("A", 2.05, 4.0), turn("B", 2.1, 3.0)]   # both of A's turns hold part of it
+    place_overlaps(turns, [(1.5, 2.5)])
+    assert [t["overlap"] for t in turns] == [True, True, True]
     # a long stretch over A, B, A: B (the most time shared) and A's first turn, which never reaches over A's next
     turns = [turn("A", 0.0, 1.0), turn("B", 2.0, 3.0), turn("A", 4.0, 5.0)]
     found = place_overlaps(turns, [(0.5, 4.5)])
@@ -410,6 +413,10 @@ def test_the_segmentation_network_refuses_audio_it_cannot_read_and_reads_any_len
         segmenter.activity(np.zeros((32000, 2), np.float32))
     with pytest.raises(SegmentationError, match="1 samples that are not finite"):
         segmenter.activity(np.r_[[np.nan], np.zeros(16000)].astype(np.float32))
+    with pytest.raises(SegmentationError, match="beyond float32's range"):
+        segmenter.activity(np.full(20000, 1e300))
+    with pytest.raises(SegmentationError, match="not an array of samples"):
+        segmenter.activity([[0.0, 1.0], [0.0]])
     for samples in (0, 991, 160000, 160001, 400000):   # none, one frame, a chunk, a chunk and a sample, 2.5 chunks
         probabilities = segmenter.activity(np.random.default_rng(0).normal(0, 0.01, samples)).probabilities
         assert len(probabilities) == max(1, (samples - 991) // 270 + 1) and np.allclose(probabilities.sum(1), 1)

@@ -371,7 +371,7 @@ def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, t
 
 def _tenths(seconds: float) -> str:
     """m:ss.s: an overlap lasts a second or less."""
-    tenths = round(seconds * 10)
+    tenths = round(max(0.0, seconds) * 10)
     return f"{tenths // 600}:{tenths % 600 / 10:04.1f}"
 
 
