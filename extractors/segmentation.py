@@ -179,7 +179,10 @@ class Segmenter:
         """The network's probabilities over ``signal``: mono, 16 kHz, finite."""
         torch = self.torch
         try:
-            given = np.asarray(signal, np.float64)
+            given = np.asarray(signal)
+            if given.dtype.kind not in "biuf":   # numbers, not complex (its imaginary part would be dropped)
+                raise TypeError(f"samples of type {given.dtype}")
+            given = given.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise SegmentationError(f"audio that is not an array of samples ({exc})") from exc
         if given.ndim != 1:

@@ -415,8 +415,9 @@ def test_the_segmentation_network_refuses_audio_it_cannot_read_and_reads_any_len
         segmenter.activity(np.r_[[np.nan], np.zeros(16000)].astype(np.float32))
     with pytest.raises(SegmentationError, match="beyond float32's range"):
         segmenter.activity(np.full(20000, 1e300))
-    with pytest.raises(SegmentationError, match="not an array of samples"):
-        segmenter.activity([[0.0, 1.0], [0.0]])
+    for bad in ([[0.0, 1.0], [0.0]], np.ones(100, complex), "abc"):
+        with pytest.raises(SegmentationError, match="not an array of samples"):
+            segmenter.activity(bad)
     for samples in (0, 991, 160000, 160001, 400000):   # none, one frame, a chunk, a chunk and a sample, 2.5 chunks
         probabilities = segmenter.activity(np.random.default_rng(0).normal(0, 0.01, samples)).probabilities
         assert len(probabilities) == max(1, (samples - 991) // 270 + 1) and np.allclose(probabilities.sum(1), 1)
