@@ -179,10 +179,15 @@ class Segmenter:
         """The network's probabilities over ``signal``: mono, 16 kHz, finite."""
         torch = self.torch
         try:
+            if np.ma.isMaskedArray(signal) and np.ma.getmaskarray(signal).any():
+                raise ValueError("masked samples: fill them first")
             given = np.asarray(signal)
             if given.dtype.kind not in "biuf":   # numbers, not complex (its imaginary part would be dropped)
                 raise TypeError(f"samples of type {given.dtype}")
-            given = given.astype(np.float64)
+            with np.errstate(over="raise"):
+                given = given.astype(np.float64)
+        except FloatingPointError as exc:
+            raise SegmentationError("audio with samples beyond float32's range: not audio samples (-1..1)") from exc
         except (TypeError, ValueError) as exc:
             raise SegmentationError(f"audio that is not an array of samples ({exc})") from exc
         if given.ndim != 1:

@@ -415,7 +415,8 @@ def test_the_segmentation_network_refuses_audio_it_cannot_read_and_reads_any_len
         segmenter.activity(np.r_[[np.nan], np.zeros(16000)].astype(np.float32))
     with pytest.raises(SegmentationError, match="beyond float32's range"):
         segmenter.activity(np.full(20000, 1e300))
-    for bad in ([[0.0, 1.0], [0.0]], np.ones(100, complex), "abc"):
+    masked = np.ma.masked_array(np.zeros(2000), mask=np.r_[[True], np.zeros(1999, bool)])
+    for bad in ([[0.0, 1.0], [0.0]], np.ones(100, complex), "abc", masked):
         with pytest.raises(SegmentationError, match="not an array of samples"):
             segmenter.activity(bad)
     for samples in (0, 991, 160000, 160001, 400000):   # none, one frame, a chunk, a chunk and a sample, 2.5 chunks
@@ -441,6 +442,9 @@ def test_the_page_says_where_the_overlaps_are():
     assert title == "Overlaps" and "2 stretch(es)" in html and "1.5 s in all" in html and "3 of 3 turns" in html
     assert "0:01.5–0:02.5 S1 and S2" in html and "1:05.0–1:05.5 S1 and a voice with no words of its own" in html
     assert overlap_section(table, None) == []   # subtitles given: nothing was heard
+    [(_, html)] = overlap_section(table, {"marks": [False] * 3, "regions": [{"start": 1.0, "end": 1.5, "speakers": ["?", "?"]},
+                                                                        {"start": 2.0, "end": 2.5, "speakers": [1, 2]}]})
+    assert "two voices, neither with words of its own" in html and "0:02.0–0:02.5 1 and 2" in html
     assert "0 stretch(es)" in overlap_section(table, {"marks": [False] * 3, "regions": []})[0][1]
 
 

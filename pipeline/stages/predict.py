@@ -201,14 +201,12 @@ def overlap_section(table: pd.DataFrame, overlaps: dict | None) -> list[tuple[st
     if not overlaps:
         return []
     found = overlaps["regions"]
-    where = ", ".join(f"{_tenths(r['start'])}–{_tenths(r['end'])} "
-                      f"{' and '.join(s if s != '?' else 'a voice with no words of its own' for s in r['speakers'])}"
-                      for r in found) or "none"
+    where = ", ".join(f"{_tenths(r['start'])}–{_tenths(r['end'])} {_pair(r['speakers'])}" for r in found) or "none"
     marked = sum(_marked(row, overlaps) for _, row in table.iterrows())
     seconds = sum(r["end"] - r["start"] for r in found)
     return [("Overlaps", f"<p>{len(found)} stretch(es) where two people talk at once ({seconds:.1f} s in all): "
-                         f"{esc(where)}. {marked} of {len(table)} turns hold one, and each of the two speakers' "
-                         f"turns is stretched over it (the timeline shows both). What is written there is one "
+                         f"{esc(where)}. {marked} of {len(table)} turns hold one, and where both speakers are "
+                         f"known each one's turn is stretched over it (the timeline shows both). What is written there is one "
                          f"voice's words: the other's are missing. Found by pyannote's segmentation-3.0 network, "
                          f"trained on real conversations: {OVERLAPS_MEASURED}</p>")]
 
@@ -367,6 +365,14 @@ def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, t
                               "what the words said in their context, what the face said, and the two together "
                               "(their product over the face network's training prior).</p>" + html_table(rows)))
     return build_page("Emotions in a conversation", title, sections, model_line=shown["model"].describe())
+
+
+def _pair(speakers: list) -> str:
+    """Who spoke in an overlap; "?" (``place_overlaps``): a voice that said no word Whisper wrote."""
+    named = [str(s) for s in speakers if s != "?"]
+    unknown = len(speakers) - len(named)
+    return " and ".join(named + ["a voice with no words of its own"] * min(unknown, 1)) if unknown < 2 \
+        else "two voices, neither with words of its own"
 
 
 def _tenths(seconds: float) -> str:
