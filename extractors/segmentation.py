@@ -184,10 +184,6 @@ class Segmenter:
             given = np.asarray(signal)
             if given.dtype.kind not in "biuf":   # numbers, not complex (its imaginary part would be dropped)
                 raise TypeError(f"samples of type {given.dtype}")
-            with np.errstate(over="raise"):
-                given = given.astype(np.float64)
-        except FloatingPointError as exc:
-            raise SegmentationError("audio with samples beyond float32's range: not audio samples (-1..1)") from exc
         except (TypeError, ValueError) as exc:
             raise SegmentationError(f"audio that is not an array of samples ({exc})") from exc
         if given.ndim != 1:
@@ -195,9 +191,11 @@ class Segmenter:
         if not np.isfinite(given).all():
             raise SegmentationError(f"audio with {int((~np.isfinite(given)).sum())} samples that are not finite "
                                     f"numbers (NaN or infinite): a damaged decode")
-        if np.abs(given).max(initial=0.0) > np.finfo(np.float32).max:
-            raise SegmentationError("audio with samples beyond float32's range: not audio samples (-1..1)")
-        signal = given.astype(np.float32)
+        try:
+            with np.errstate(over="raise"):
+                signal = given.astype(np.float32)
+        except FloatingPointError as exc:
+            raise SegmentationError("audio with samples beyond float32's range: not audio samples (-1..1)") from exc
         frames = max(1, (len(signal) - FIELD) // HOP + 1)
         starts = list(range(0, max(1, frames - FRAMES + self.step), self.step))
         padded = np.zeros(starts[-1] * HOP + CHUNK, np.float32)

