@@ -57,7 +57,7 @@ TIMED = [
     ("  VAD regions", "extractors.speech", "Transcriber.speech_regions"),
     ("  speaker embeddings", "extractors.speech", "Transcriber.voice_windows"),
     ("  clustering", "extractors.speech", "cluster_speakers"),
-    ("  overlaps (segmentation-3.0)", "extractors.speech", "Transcriber.overlaps_of"),
+    ("  segmentation-3.0 (overlaps, who speaks)", "extractors.speech", "Transcriber.heard"),
     ("words channel", "pipeline.shipped", "text_channel"),
     ("  encoder's hash", "pipeline.stages.ship", "encoder_identity"),
     ("  load the encoder", "extractors.sentence", "LayerMeans.__init__"),

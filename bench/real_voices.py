@@ -21,7 +21,9 @@
 - **wer**: Whisper base and tiny.en on the real read and acted speech with known words, per
   source and pooled (the Czech game lines with base only, in Czech).
 - ``--tune``: every alternative of ``tuning_grid`` (window length, windows across VAD silences or
-  not, threshold, share, distinct voice, NME-SC's eigengap, resemblyzer) on the tuning recordings
+  not, threshold, share, distinct voice, NME-SC's eigengap, resemblyzer, and the segmentation
+  network's votes: phrases split where it hears another person, windows it hears as two people
+  set apart, a brief speaker kept where it hears them apart) on the tuning recordings
   only, ranked by count exact, then its error, then DER (the shipped settings were the top one on
   an Intel Xeon; Whisper's words differ by CPU, and the ranking with them).
 - **overlaps**: the stretches where the segmentation network heard two voices
@@ -50,8 +52,8 @@ from common import last_line  # first: it pins the CPU kernels before numpy load
 import numpy as np
 
 from extractors.media import SAMPLE_RATE, load_audio
-from extractors.speech import (COVERED, Transcriber, TranscribeConfig, diarization_error_rate, overlap_regions,
-                               place_overlaps, turns_of, word_error_rate)
+from extractors.speech import (COVERED, Transcriber, TranscribeConfig, diarization_error_rate, heard_changes,
+                               network_votes, overlap_regions, place_overlaps, turns_of, word_error_rate)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = {
@@ -243,10 +245,10 @@ class Heard:
         return [tuple(w) for w in saved["words"]], [tuple(r) for r in saved["regions"]]
 
     def vectors(self, signal: np.ndarray, words: list, window_s: float, voices: str,
-                regions: list | None = None) -> tuple[list, np.ndarray]:
+                regions: list | None = None, changes=None) -> tuple[list, np.ndarray]:
         from extractors.speech import CHANGE_GAP_S, phrases, speaker_windows
 
-        windows = speaker_windows(phrases(words, CHANGE_GAP_S, regions), window_s)
+        windows = speaker_windows(phrases(words, CHANGE_GAP_S, regions, changes), window_s)
         spans = [(w[0][1], w[-1][2]) for _, w in windows]   # the windows themselves: a new way to cut them is a new entry
         path = self.cache / f"vectors_{self._key(signal, window_s, voices, spans)}.npy"
         if not path.is_file():
@@ -254,36 +256,43 @@ class Heard:
                 from extractors.speech import VOICES
 
                 self._encoders[voices] = SimpleNamespace(voices=VOICES[voices]())
-            np.save(path, Transcriber.voice_windows(self._encoders[voices], signal, words, window_s, regions)[1])
+            np.save(path, Transcriber.voice_windows(self._encoders[voices], signal, words, window_s, regions, changes)[1])
         return windows, np.load(path)
 
-    def overlapped(self, signal: np.ndarray) -> np.ndarray:
-        """Per frame of the segmentation network, the probability of two voices at once."""
-        path = self.cache / f"overlapped_{hashlib.sha256(signal.tobytes()).hexdigest()[:20]}_segmentation-3.0.npy"
+    def activity(self, signal: np.ndarray):
+        """The segmentation network's view of the recording (``extractors.segmentation.Activity``)."""
+        from extractors.segmentation import Activity
+
+        path = self.cache / f"activity_{hashlib.sha256(signal.tobytes()).hexdigest()[:20]}_segmentation-3.0.npz"
         if not path.is_file():
             if self.transcriber.segmenter is None:
                 from extractors.segmentation import Segmenter
 
                 self.transcriber.segmenter = Segmenter()
-            np.save(path, self.transcriber.segmenter.activity(signal).overlapped())
-        return np.load(path)
+            found = self.transcriber.segmenter.activity(signal)
+            np.savez(path, probabilities=found.probabilities, chunks=found.chunks, starts=found.starts)
+        with np.load(path) as saved:
+            return Activity(saved["probabilities"], saved["chunks"], saved["starts"])
 
 
 def diarized(heard: Heard, signal: np.ndarray, config: TranscribeConfig, rule=None,
              split: bool = True) -> tuple[list[dict], list[dict]]:
     """The utterances and overlaps ``Transcriber.extract`` finds, from the cached words, vectors and
-    overlap probabilities; ``rule`` (vectors, seconds) -> labels replaces the shipped clustering,
+    overlap probabilities; ``rule`` (vectors, seconds, the network's votes) -> labels replaces the shipped clustering,
     and ``split=False`` lets a window span a VAD silence (as before 2026-12-07)."""
     words, regions = heard.words(signal)
     if not words:
         return [], []
-    windows, vectors = heard.vectors(signal, words, config.window_s, config.voices, regions if split else None)
+    activity = heard.activity(signal)
+    changes = heard_changes(np.array([w[1:3] for w in words]), activity) if config.heard_changes else None
+    windows, vectors = heard.vectors(signal, words, config.window_s, config.voices, regions if split else None, changes)
     if rule is None:
         labels = Transcriber.speakers_of(vectors, windows, config)
     else:
-        labels = rule(vectors, np.array([w[-1][2] - w[0][1] for _, w in windows]))
+        votes = network_votes(np.array([(w[0][1], w[-1][2]) for _, w in windows]), activity)
+        labels = rule(vectors, np.array([w[-1][2] - w[0][1] for _, w in windows]), votes)
     utterances = turns_of(windows, labels, regions, config)
-    found = overlap_regions(heard.overlapped(signal)) if config.overlaps == "segmentation" else []
+    found = overlap_regions(activity.overlapped()) if config.overlaps == "segmentation" else []
     overlaps = place_overlaps(utterances, found)
     for u in utterances:
         u.pop("windows")
@@ -298,7 +307,7 @@ def eigengap_rule(max_speakers: int = 8):
     import scipy.linalg
     from sklearn.cluster import KMeans
 
-    def rule(vectors, seconds):
+    def rule(vectors, seconds, votes=None):
         n = len(vectors)
         if n < 3:
             return [0] * n
@@ -325,7 +334,19 @@ def brief_rule(distance: float, share: float, far: float, brief_s: float, max_sp
     """The shipped rule with another least amount of speech for a brief speaker's group."""
     from extractors.speech import cluster_speakers
 
-    return lambda vectors, seconds: cluster_speakers(vectors, seconds, 0, max_speakers, distance, share, far, brief_s)
+    return lambda vectors, seconds, votes=None: cluster_speakers(vectors, seconds, 0, max_speakers, distance, share,
+                                                                 far, brief_s)
+
+
+def heard_rule(distance: float, apart: float, heard_brief_s: float, max_speakers: int = 8):
+    """The shipped rule, the segmentation network's votes added (``cluster_speakers``' ``apart``
+    and ``heard_brief_s``)."""
+    from extractors.speech import BRIEF_VOICE_S, cluster_speakers
+
+    config = TranscribeConfig()
+    return lambda vectors, seconds, votes: cluster_speakers(
+        vectors, seconds, 0, max_speakers, distance, config.min_speaker_share, config.distinct_voice, BRIEF_VOICE_S,
+        votes=votes, apart=apart, heard_brief_s=heard_brief_s)
 
 
 def tuning_grid(config: TranscribeConfig) -> dict:
@@ -351,6 +372,17 @@ def tuning_grid(config: TranscribeConfig) -> dict:
                         grid[f"{tag}: distinct {distance} share 0.15 far {far} brief 0.25 s"] = (
                             base, brief_rule(distance, 0.15, far, 0.25, config.max_speakers), split)
                 grid[f"{tag}: eigengap"] = (base, eigengap_rule(config.max_speakers), split)
+    for changes in (False, True):   # the segmentation network (2026-12-07, eighth session)
+        base = replace(config, voices="campplus", window_s=1.0, heard_changes=changes)
+        tag = f"campplus window 1.0 s, {'a phrase split where the network hears another person' if changes else 'no network split'}"
+        grid[tag] = (base, None, True)
+        for apart in (0.0, 0.3, 1.0):
+            for heard_brief_s in (0.0, 0.2, 0.5):
+                for distance in (0.7, 0.8):
+                    if (distance, apart, heard_brief_s) == (0.7, 0.0, 0.0):
+                        continue   # the plain row above
+                    grid[f"{tag}: threshold {distance}, apart {apart}, heard brief {heard_brief_s} s"] = (
+                        base, heard_rule(distance, apart, heard_brief_s, config.max_speakers), True)
     return grid
 
 
@@ -501,7 +533,8 @@ def main() -> None:
         config = replace(config, whisper_batch=args.whisper_batch)
     heard = Heard(Transcriber(config, weights), cache)
     result = {"config": {k: getattr(config, k) for k in ("model", "voices", "window_s", "speaker_distance",
-                                                          "min_speaker_share", "pause_s", "overlaps", "whisper_batch")}}
+                                                          "min_speaker_share", "pause_s", "overlaps", "heard_changes",
+                                                          "whisper_batch")}}
     if "call" not in args.skip:
         result["call"] = call_figures(heard, data, config)
         log(f"call: {result['call']}")

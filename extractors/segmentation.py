@@ -159,10 +159,20 @@ class Activity:
     speakers of a chunk are its own, so only the classes' sizes, nobody / one / two, mean the
     same from chunk to chunk.)"""
     probabilities: np.ndarray
+    chunks: np.ndarray | None = None   # (chunks, FRAMES, 7): each chunk's own probabilities
+    starts: np.ndarray | None = None   # the frame each chunk starts at
 
     def overlapped(self) -> np.ndarray:
         """Per frame, the probability that two people speak at once."""
         return self.probabilities[:, PAIRS].sum(1)
+
+    def local_speakers(self) -> np.ndarray:
+        """(chunks, FRAMES, 3): per chunk and frame, the probability that each of the chunk's
+        three local speakers speaks (alone or with another)."""
+        if self.chunks is None:
+            raise ValueError("this Activity holds no chunks: Segmenter.activity gives them")
+        return np.stack([self.chunks[..., [i for i, c in enumerate(CLASSES) if k in c]].sum(-1)
+                         for k in range(3)], -1)
 
 
 class Segmenter:
@@ -202,12 +212,13 @@ class Segmenter:
         padded[:min(len(signal), len(padded))] = signal[:len(padded)]   # the last < HOP samples make no frame
         total = np.zeros((starts[-1] + FRAMES, len(CLASSES)))
         seen = np.zeros(len(total))
+        chunks = np.zeros((len(starts), FRAMES, len(CLASSES)), np.float32)
         with torch.no_grad():
             for first in range(0, len(starts), self.batch):
                 mine = starts[first:first + self.batch]
                 audio = torch.from_numpy(np.stack([padded[s * HOP:s * HOP + CHUNK] for s in mine]))[:, None]
-                out = self.network(audio).exp().numpy()
-                for start, probabilities in zip(mine, out):
-                    total[start:start + FRAMES] += probabilities
-                    seen[start:start + FRAMES] += 1
-        return Activity((total / seen[:, None])[:frames])
+                chunks[first:first + len(mine)] = self.network(audio).exp().numpy()
+        for start, probabilities in zip(starts, chunks):
+            total[start:start + FRAMES] += probabilities
+            seen[start:start + FRAMES] += 1
+        return Activity((total / seen[:, None])[:frames], chunks, np.array(starts))

@@ -180,6 +180,11 @@ class TranscribeConfig:
     speaker_distance: float = 0.7    # voices further apart than this (cosine) are two speakers
     min_speaker_share: float = 0.15  # a speaker has at least this share of the speech (else joins the nearest)...
     distinct_voice: float = 0.2      # ...unless its voice is this unlike every other (cosine below): a brief speaker
+    # A phrase also ends where pyannote's segmentation network (extractors.segmentation), which
+    # tells people apart within each 10 s, hears the next word as another person: a speaker
+    # change with no pause. Chosen on the tuning voices (2026-12-07, eighth session: count exact
+    # the same, edges inside another speaker's turn 4.4 % -> 3.5 %); docs/results.md
+    heard_changes: bool = True
     # Where two people talk at once: segmentation (pyannote's segmentation-3.0, trained on real
     # conversations; extractors.segmentation) | none
     overlaps: str = "segmentation"
@@ -269,7 +274,7 @@ class Transcriber:
                              compute_type=compute, cpu_threads=min(config.cpu_threads, usable_cores()), num_workers=1)
         self.model, self._used = self._seeded_model(), False
         self.voices = VOICES[config.voices]()
-        self.segmenter = Segmenter() if config.overlaps == "segmentation" else None
+        self.segmenter = Segmenter() if config.overlaps == "segmentation" or config.heard_changes else None
 
     def _seeded_model(self):
         """With ``whisper_batch: 0``, Whisper falls back to sampling (temperature > 0) where greedy
@@ -295,25 +300,30 @@ class Transcriber:
             return Result(None, dict(info, utterances=[]), "no_speech",
                           f"{media}: no speech found ({seconds:.1f} s of audio; VAD threshold "
                           f"{self.config.vad_threshold})")
+        c = self.config
         regions = self.speech_regions(signal)
-        windows, vectors = self.voice_windows(signal, words, self.config.window_s, regions)
-        labels = self.speakers_of(vectors, windows, self.config)
-        utterances = turns_of(windows, labels, regions, self.config)
-        overlaps = place_overlaps(utterances, self.overlaps_of(signal))
+        activity = self.heard(signal)
+        changes = heard_changes(np.array([w[1:3] for w in words]), activity) if c.heard_changes else None
+        windows, vectors = self.voice_windows(signal, words, c.window_s, regions, changes)
+        labels = self.speakers_of(vectors, windows, c)
+        utterances = turns_of(windows, labels, regions, c)
+        looked = c.overlaps == "segmentation"
+        overlaps = place_overlaps(utterances, overlap_regions(activity.overlapped()) if looked else [])
+        for u in utterances:   # Whisper may date a last word past the audio's end
+            u["start"], u["end"] = min(u["start"], seconds), min(u["end"], seconds)
         utterance_vectors = np.stack([vectors[u.pop("windows")].mean(0) for u in utterances])
         info.update(utterances=utterances, speakers=len(set(labels)),
-                    overlaps=overlaps if self.segmenter is not None else None)   # None: not looked for
+                    overlaps=overlaps if looked else None)   # None: not looked for
         return Result(utterance_vectors.astype(np.float32), info)
 
-    def overlaps_of(self, signal) -> list[tuple[float, float]]:
-        """Where the segmentation network hears two voices at once (none with ``overlaps: none``)."""
-        if self.segmenter is None:
-            return []
-        return overlap_regions(self.segmenter.activity(signal).overlapped())
+    def heard(self, signal):
+        """The segmentation network's view of the recording, where a setting uses it (else None)."""
+        return self.segmenter.activity(signal) if self.segmenter is not None else None
 
-    def voice_windows(self, signal, words, window_s: float, regions=None) -> tuple[list, np.ndarray]:
-        """The speaker windows of the words (split at the VAD's silences too), and each one's voice vector."""
-        windows = speaker_windows(phrases(words, CHANGE_GAP_S, regions), window_s)
+    def voice_windows(self, signal, words, window_s: float, regions=None, changes=None) -> tuple[list, np.ndarray]:
+        """The speaker windows of the words (split at the VAD's silences too, and where the
+        segmentation network hears another person: ``changes``), and each one's voice vector."""
+        windows = speaker_windows(phrases(words, CHANGE_GAP_S, regions, changes), window_s)
         return windows, self.voices.embed_many([_cut(signal, w[0][1], w[-1][2]) for _, w in windows])
 
     @staticmethod
@@ -423,14 +433,20 @@ def _cut(signal: np.ndarray, start: float, end: float) -> np.ndarray:
 CHANGE_GAP_S = 0.25   # a speaker window never spans a gap this long: where speakers may change
 
 
-def phrases(words: list, pause_s: float, regions: list[tuple] | None = None) -> list[list]:
+def phrases(words: list, pause_s: float, regions: list[tuple] | None = None,
+            changes: np.ndarray | None = None) -> list[list]:
     """Runs of words without a gap of ``pause_s`` or more, nor a silence the VAD found between
     them (``regions``: its speech regions): Whisper stretches a word over the pause beside it,
-    so the pause where one speaker stops and the next starts is often missing from its times."""
+    so the pause where one speaker stops and the next starts is often missing from its times.
+    ``changes`` (``heard_changes`` of the words): a run also ends where the segmentation network
+    hears the next word as another person."""
+    if changes is not None and len(changes) != len(words) - 1:
+        raise ValueError(f"{len(changes)} changes for {len(words)} words: one between each two (heard_changes of the words)")
     runs, previous = [[words[0]]], _region_of(words[0], regions, None)
-    for word in words[1:]:
+    for index, word in enumerate(words[1:]):
         region = _region_of(word, regions, previous)
-        if word[1] - runs[-1][-1][2] >= pause_s or region != previous:
+        changed = changes is not None and changes[index] < 0
+        if word[1] - runs[-1][-1][2] >= pause_s or region != previous or changed:
             runs.append([word])
         else:
             runs[-1].append(word)
@@ -468,7 +484,8 @@ BRIEF_VOICE_S = 0.5   # the least speech a brief speaker's group holds (a cough'
 
 
 def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, max_speakers: int, distance: float,
-                     min_share: float, distinct: float = 0.0, brief_s: float = BRIEF_VOICE_S) -> list[int]:
+                     min_share: float, distinct: float = 0.0, brief_s: float = BRIEF_VOICE_S,
+                     votes: np.ndarray | None = None, apart: float = 0.0, heard_brief_s: float = 0.0) -> list[int]:
     """A speaker per window. Agglomerative clustering (cosine, average linkage) merges windows
     while groups are closer than ``distance``; groups with less than ``min_share`` of the speech
     are no speaker of their own (a stray window of a known voice, a cough), unless they hold
@@ -476,14 +493,28 @@ def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, ma
     ``distinct``): the person who says one short thing. Every window then goes to the nearest
     remaining speaker's centroid, twice (the centroids recomputed between). With ``speakers`` > 0 the centroids are merged (or, if
     too few, seeded from the most distinct windows) to exactly that many. Labels are numbered by
-    first appearance."""
+    first appearance. Measured, not shipped (bench/real_voices.py --tune; no gain in the count on
+    the tuning voices): ``votes`` (``network_votes`` of the windows) with ``apart``, added to the
+    cosine distance of two windows the segmentation network hears as two people, and
+    ``heard_brief_s``, the least speech of a group below the share that is a speaker because the
+    network hears it apart from every kept speaker with a voice like its own."""
     from sklearn.cluster import AgglomerativeClustering
 
     n = len(vectors)
+    if (apart or heard_brief_s) and (votes is None or np.shape(votes) != (n, n)):
+        raise ValueError(f"apart and heard_brief_s need the network's votes ({n} by {n}: network_votes of the windows)")
     if n == 1 or speakers == 1:
         return [0] * n
-    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine",
-                                     linkage="average").fit_predict(vectors)
+    apart_pairs = votes < 0 if votes is not None else np.zeros((n, n), bool)
+    if apart > 0:
+        gaps = np.clip(1 - _unit(vectors) @ _unit(vectors).T, 0, None)
+        gaps[apart_pairs] += apart
+        np.fill_diagonal(gaps, 0)
+        labels = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="precomputed",
+                                         linkage="average").fit_predict(gaps)
+    else:
+        labels = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine",
+                                         linkage="average").fit_predict(vectors)
     ids = np.unique(labels)
     share = np.array([seconds[labels == i].sum() for i in ids]) / max(seconds.sum(), 1e-9)
     means = _unit(np.stack([vectors[labels == i].mean(0) for i in ids]))
@@ -491,6 +522,13 @@ def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, ma
     for index in np.argsort(-share) if distinct > 0 else ():
         if not keep[index] and share[index] * seconds.sum() >= brief_s and \
                 (means[keep] @ means[index]).max() < distinct:
+            keep[index] = True
+    for index in np.argsort(-share) if heard_brief_s > 0 else ():
+        # a brief group the network hears as another person than each kept speaker its voice could be
+        mine = labels == ids[index]
+        alike = [k for k in np.flatnonzero(keep) if means[k] @ means[index] >= distinct]
+        if not keep[index] and share[index] * seconds.sum() >= heard_brief_s and alike and \
+                all(votes[np.ix_(mine, labels == ids[k])].sum() < 0 for k in alike):
             keep[index] = True
     kept = np.flatnonzero(keep)
     centroids = means[kept[np.argsort(-share[kept])][:max_speakers]]
@@ -503,6 +541,58 @@ def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, ma
     for label in labels:
         order.setdefault(int(label), len(order))
     return [order[int(label)] for label in labels]
+
+
+def heard_speakers(spans: np.ndarray, activity, confident: float = 0.5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per chunk of the segmentation network: the spans ((start, end) seconds, in order of start)
+    it holds whole, and the local speaker it hears in each: the likeliest on average over the
+    span's frames, where that one has at least ``confident`` probability (spans without one are
+    left out). The network tells people apart by how they take turns as well as by their
+    voices, in context: a brief line between two others is heard as a third person even where
+    its voice vector is unsure."""
+    from extractors.segmentation import CHUNK, FRAMES, HOP, Activity, frame_seconds
+
+    if not isinstance(activity, Activity):
+        raise ValueError(f"{type(activity).__name__} given: the segmentation network's Activity (Segmenter.activity)")
+    local = activity.local_speakers()
+    spans = np.asarray(spans, float).reshape(-1, 2)
+    centres = frame_seconds(np.arange(FRAMES))
+    out = []
+    for chunk, start in enumerate(activity.starts):
+        offset = start * HOP / SAMPLE_RATE
+        inside = np.flatnonzero((spans[:, 0] >= offset) & (spans[:, 1] <= offset + CHUNK / SAMPLE_RATE))
+        heard = []
+        for index in inside:
+            frames = (centres + offset >= spans[index, 0]) & (centres + offset <= spans[index, 1])
+            if not frames.any():   # shorter than a frame: its nearest one
+                frames = np.abs(centres + offset - spans[index].mean()) == np.abs(centres + offset - spans[index].mean()).min()
+            mean = local[chunk, frames].mean(0)
+            if mean.max() >= confident:
+                heard.append((index, int(mean.argmax())))
+        if heard:
+            ids, speakers = np.array(heard).T
+            out.append((ids, speakers))
+    return out
+
+
+def network_votes(spans: np.ndarray, activity, confident: float = 0.5) -> np.ndarray:
+    """(spans, spans): how many of the network's chunks hear two spans as one local speaker,
+    less how many hear them as two (``heard_speakers``)."""
+    votes = np.zeros((len(spans), len(spans)), np.int32)
+    for ids, speakers in heard_speakers(spans, activity, confident):
+        votes[np.ix_(ids, ids)] += np.where(speakers[:, None] == speakers[None], 1, -1).astype(np.int32)
+    np.fill_diagonal(votes, 0)
+    return votes
+
+
+def heard_changes(spans: np.ndarray, activity, confident: float = 0.5) -> np.ndarray:
+    """For each span after the first: the network's votes that it and the one before are one
+    person (> 0) or two (< 0), over the chunks that hold both."""
+    changes = np.zeros(max(0, len(spans) - 1), np.int32)
+    for ids, speakers in heard_speakers(spans, activity, confident):
+        follows = np.flatnonzero(np.diff(ids) == 1)
+        changes[ids[follows]] += np.where(speakers[follows] == speakers[follows + 1], 1, -1).astype(np.int32)
+    return changes
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

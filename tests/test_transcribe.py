@@ -298,6 +298,15 @@ def _centres(rng, count, dim=192):
     return [c / np.linalg.norm(c) for c in rng.normal(size=(count, dim))]
 
 
+def _a_and_b_and_two_like_a(seed):
+    """14 windows of A, 14 of B, then 2 in a voice at cosine 0.5 to A's (A shouting, or someone
+    else): the vectors, the generator, A's and B's voices."""
+    rng = np.random.default_rng(seed)
+    a, b, other = _centres(rng, 3)
+    like_a = 0.5 * a + np.sqrt(0.75) * other
+    return np.concatenate([_voices(rng, a, 14), _voices(rng, b, 14), _voices(rng, like_a, 2)]), rng, a, b
+
+
 def test_the_count_estimator_keeps_a_brief_but_clear_speaker():
     """Two people at length (14 one-second windows each) and a third who says one thing of 2 s
     (two windows, 7 % of the speech) in a voice unlike theirs: three speakers. The settings
@@ -339,13 +348,80 @@ def test_a_few_odd_windows_of_a_known_voice_are_not_a_new_speaker():
 
     config = TranscribeConfig()
     for seed in range(5):
-        rng = np.random.default_rng(seed)
-        a, b, other = _centres(rng, 3)
-        shout = 0.5 * a + np.sqrt(0.75) * other
-        vectors = np.concatenate([_voices(rng, a, 14), _voices(rng, b, 14), _voices(rng, shout, 2)])
+        vectors, *_ = _a_and_b_and_two_like_a(seed)
         labels = cluster_speakers(vectors, np.ones(len(vectors)), 0, 8, config.speaker_distance,
                                   config.min_speaker_share, config.distinct_voice)
         assert len(set(labels)) == 2 and labels[-1] == labels[0], (seed, labels)
+
+
+def _heard(*turns):
+    """An Activity of two chunks (0-10 s, 5-15 s) whose network hears ``turns``: (start, end,
+    local speaker of chunk 0, local speaker of chunk 1), one voice at a time, nobody elsewhere."""
+    from extractors.segmentation import CLASSES, FRAMES, HOP, Activity, frame_seconds
+
+    starts = np.array([0, 296])
+    chunks = np.zeros((2, FRAMES, len(CLASSES)), np.float32)
+    chunks[..., 0] = 1
+    for chunk, start in enumerate(starts):
+        at = frame_seconds(np.arange(FRAMES) + start)
+        for begin, end, *speakers in turns:
+            frames = (at >= begin) & (at < end)
+            chunks[chunk, frames] = 0
+            chunks[chunk, frames, 1 + speakers[chunk]] = 1
+    return Activity(np.zeros((starts[-1] + FRAMES, len(CLASSES))), chunks, starts)
+
+
+def test_the_network_s_votes_say_which_spans_it_hears_as_one_person():
+    """Within a chunk, spans of one local speaker are one person (+1), of two local speakers two
+    (-1); a span in no chunk whole, or where the network hears nobody, has no vote."""
+    from extractors.speech import heard_changes, network_votes, phrases
+
+    activity = _heard((0.0, 3.0, 0, 0), (3.0, 6.0, 1, 2), (11.0, 14.0, 0, 1))   # chunk 1's local speakers are its own
+    spans = np.array([(0.5, 1.5), (1.6, 2.5), (3.5, 4.5), (5.2, 5.8), (7.0, 8.0), (12.0, 13.0)])
+    votes = network_votes(spans, activity)
+    assert votes[0, 1] == 1 and votes[0, 2] == -1 and votes[1, 2] == -1 and (votes == votes.T).all()
+    assert votes[2, 3] == 1   # chunk 1 (from 4.995 s) does not hold span 2 whole
+    assert not votes[4].any()   # nobody speaks there
+    assert votes[3, 5] == -1 and votes[2, 5] == 0   # span 2 (3.5-4.5 s) lies in chunk 0 only, span 5 in chunk 1 only
+    assert list(heard_changes(spans, activity)) == [1, -1, 1, 0, 0]
+    words = [("so", 0.5, 1.5, 1.0), ("big", 1.6, 2.8, 1.0), ("okay", 2.9, 3.9, 1.0)]   # no pause, no VAD silence
+    assert [len(p) for p in phrases(words, 0.25)] == [3]
+    changes = heard_changes(np.array([w[1:3] for w in words]), activity)
+    assert [len(p) for p in phrases(words, 0.25, changes=changes)] == [2, 1]
+    for wrong in (changes[:1], np.r_[changes, 1]):
+        with pytest.raises(ValueError, match="one between each two"):
+            phrases(words, 0.25, changes=wrong)
+    with pytest.raises(ValueError, match="Activity"):
+        heard_changes(spans, None)
+
+
+def test_a_brief_speaker_the_network_hears_apart_is_kept():
+    """Two windows (0.4 s each) in a voice close to A's (cosine 0.5: by its vector it could be A
+    shouting) that the network hears as another person than A, in the chunks they share: kept
+    apart from A's windows when they are grouped, then a third speaker. Where it hears them as A, or never hears
+    them beside A, or the voice is close to B's as well and only A was told apart, they join A."""
+    from extractors.speech import cluster_speakers
+
+    config = TranscribeConfig()
+    for seed in range(3):
+        vectors, rng, a, b = _a_and_b_and_two_like_a(seed)
+        seconds = np.r_[np.ones(28), 0.4, 0.4]
+
+        def labels(vote, to=slice(0, 14), heard_brief_s=0.5, vectors=vectors, apart=1.0):
+            votes = np.zeros((30, 30), np.int32)
+            votes[28:, to] = votes[to, 28:] = vote
+            return cluster_speakers(vectors, seconds, 0, 8, config.speaker_distance, config.min_speaker_share,
+                                    config.distinct_voice, votes=votes, apart=apart, heard_brief_s=heard_brief_s)
+        assert len(set(labels(-1, apart=0.0))) == 2   # grouped with A by voice before any group is weighed
+        found = labels(-1)
+        assert len(set(found)) == 3 and found[28] == found[29] and found[28] not in found[:28], (seed, found)
+        for alone in (labels(1), labels(0), labels(-1, heard_brief_s=0.0), labels(-1, heard_brief_s=1.0)):
+            assert len(set(alone)) == 2 and alone[28] == alone[0], (seed, alone)
+        both = np.concatenate([vectors[:28], _voices(rng, (a + b) / np.linalg.norm(a + b), 2)])
+        assert len(set(labels(-1, vectors=both))) == 2   # like B too, and never heard beside B
+        with pytest.raises(ValueError, match="need the network's votes"):
+            cluster_speakers(vectors, seconds, 0, 8, 0.7, 0.15, 0.2, heard_brief_s=0.5)
+        assert len(set(labels(-1, to=slice(0, 28), vectors=both))) == 3
 
 
 def test_a_window_never_spans_a_silence_the_vad_found():
@@ -491,6 +567,11 @@ def test_the_real_call_s_overlaps_are_found_and_both_speakers_cover_them(weights
             covering = {u["speaker"] for u in utterances if u["start"] <= found["start"] and u["end"] >= found["end"]}
             assert covering == set(found["speakers"]), (found, utterances)
     assert [u["start"] for u in utterances] == sorted(u["start"] for u in utterances)
+    assert all(u["end"] <= result.info["seconds"] for u in utterances)
+    # Sheila's "Neither did I." and Diane's "Okay." follow with no pause: the segmentation network
+    # hears the change (without heard_changes, both were one utterance of Sheila's)
+    okay = [u["text"] for u in utterances if "Okay" in u["text"]]
+    assert okay and all(text.startswith("Okay") for text in okay), okay
 
 
 def test_speaker_windows_embedded_in_a_batch_give_what_each_gives_alone(talk):
