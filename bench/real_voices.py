@@ -223,6 +223,7 @@ class Heard:
         self.transcriber, self.cache = transcriber, cache
         self._encoders = {transcriber.config.voices: transcriber}
         self.decoded_again = [0, 0]
+        self._activities = {}   # read once per recording: --tune scores every variant on the same ones
         cache.mkdir(parents=True, exist_ok=True)
 
     def _key(self, signal: np.ndarray, *parts) -> str:
@@ -264,6 +265,8 @@ class Heard:
         from extractors.segmentation import Activity
 
         path = self.cache / f"activity_{hashlib.sha256(signal.tobytes()).hexdigest()[:20]}_segmentation-3.0.npz"
+        if path in self._activities:
+            return self._activities[path]
         if not path.is_file():
             if self.transcriber.segmenter is None:
                 from extractors.segmentation import Segmenter
@@ -272,7 +275,8 @@ class Heard:
             found = self.transcriber.segmenter.activity(signal)
             np.savez(path, probabilities=found.probabilities, chunks=found.chunks, starts=found.starts)
         with np.load(path) as saved:
-            return Activity(saved["probabilities"], saved["chunks"], saved["starts"])
+            self._activities[path] = Activity(saved["probabilities"], saved["chunks"], saved["starts"])
+        return self._activities[path]
 
 
 def diarized(heard: Heard, signal: np.ndarray, config: TranscribeConfig, rule=None,

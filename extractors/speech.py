@@ -31,7 +31,7 @@ import numpy as np
 
 from extractors.base import ExtractorError, Result, usable_cores
 from extractors.media import SAMPLE_RATE, load_audio
-from extractors.segmentation import Segmenter, runs
+from extractors.segmentation import CHUNK, FRAMES, HOP, Activity, Segmenter, frame_seconds, runs
 from extractors.weights import WHISPER, package_file, whisper_folder
 
 
@@ -505,10 +505,9 @@ def cluster_speakers(vectors: np.ndarray, seconds: np.ndarray, speakers: int, ma
         raise ValueError(f"apart and heard_brief_s need the network's votes ({n} by {n}: network_votes of the windows)")
     if n == 1 or speakers == 1:
         return [0] * n
-    apart_pairs = votes < 0 if votes is not None else np.zeros((n, n), bool)
     if apart > 0:
         gaps = np.clip(1 - _unit(vectors) @ _unit(vectors).T, 0, None)
-        gaps[apart_pairs] += apart
+        gaps[votes < 0] += apart
         np.fill_diagonal(gaps, 0)
         labels = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="precomputed",
                                          linkage="average").fit_predict(gaps)
@@ -550,8 +549,6 @@ def heard_speakers(spans: np.ndarray, activity, confident: float = 0.5) -> list[
     left out). The network tells people apart by how they take turns as well as by their
     voices, in context: a brief line between two others is heard as a third person even where
     its voice vector is unsure."""
-    from extractors.segmentation import CHUNK, FRAMES, HOP, Activity, frame_seconds
-
     if not isinstance(activity, Activity):
         raise ValueError(f"{type(activity).__name__} given: the segmentation network's Activity (Segmenter.activity)")
     local = activity.local_speakers()
@@ -565,7 +562,7 @@ def heard_speakers(spans: np.ndarray, activity, confident: float = 0.5) -> list[
         for index in inside:
             frames = (centres + offset >= spans[index, 0]) & (centres + offset <= spans[index, 1])
             if not frames.any():   # shorter than a frame: its nearest one
-                frames = np.abs(centres + offset - spans[index].mean()) == np.abs(centres + offset - spans[index].mean()).min()
+                frames = np.arange(FRAMES) == np.argmin(np.abs(centres + offset - spans[index].mean()))
             mean = local[chunk, frames].mean(0)
             if mean.max() >= confident:
                 heard.append((index, int(mean.argmax())))

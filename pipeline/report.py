@@ -173,7 +173,11 @@ def timeline(turns: list[dict], classes: list[str], duration: float | None = Non
     return f'<div class="tl">{"".join(lanes)}<div class="axis">{ticks}</div></div><p class="key">{key}</p>'
 
 
-def _clock(seconds: float) -> str:
+def _clock(seconds: float, tenths: bool = False) -> str:
+    """m:ss, or m:ss.s with ``tenths`` (an overlap lasts a second or less; never below 0:00.0)."""
+    if tenths:
+        count = round(max(0.0, seconds) * 10)
+        return f"{count // 600}:{count % 600 / 10:04.1f}"
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}:{secs:02d}"
 

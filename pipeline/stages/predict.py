@@ -196,12 +196,13 @@ def overlap_section(table: pd.DataFrame, overlaps: dict | None) -> list[tuple[st
     """Where two people talk at once (``extractors.speech.place_overlaps``): when, who, and
     which turns hold it. ``overlaps``: the stretches and a mark per turn; None where none were
     looked for (subtitles or a CSV gave the turns, or ``transcribe.overlaps: none``)."""
-    from pipeline.report import esc
+    from pipeline.report import _clock, esc
 
     if not overlaps:
         return []
     found = overlaps["regions"]
-    where = ", ".join(f"{_tenths(r['start'])}–{_tenths(r['end'])} {_pair(r['speakers'])}" for r in found) or "none"
+    where = ", ".join(f"{_clock(r['start'], tenths=True)}–{_clock(r['end'], tenths=True)} {_pair(r['speakers'])}"
+                      for r in found) or "none"
     marked = sum(_marked(row, overlaps) for _, row in table.iterrows())
     seconds = sum(r["end"] - r["start"] for r in found)
     return [("Overlaps", f"<p>{len(found)} stretch(es) where two people talk at once ({seconds:.1f} s in all): "
@@ -373,12 +374,6 @@ def _pair(speakers: list) -> str:
     unknown = len(speakers) - len(named)
     return " and ".join(named + ["a voice with no words of its own"] * min(unknown, 1)) if unknown < 2 \
         else "two voices, neither with words of its own"
-
-
-def _tenths(seconds: float) -> str:
-    """m:ss.s: an overlap lasts a second or less."""
-    tenths = round(max(0.0, seconds) * 10)
-    return f"{tenths // 600}:{tenths % 600 / 10:04.1f}"
 
 
 def _marked(row, overlaps: dict | None) -> bool:
