@@ -16,6 +16,7 @@ utterance's ``Faces``:
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from fnmatch import fnmatchcase
@@ -87,6 +88,7 @@ class VisualConfig:
             fields["backbone_version"] = self.BACKBONE_VERSIONS[self.backbone]
         if self.speaker == "active":   # since 2026-12-02 (mouth_sync): older entries chose faces otherwise
             fields["mouth_sync"] = f"r x movement, lags {SYNC_LAGS}"
+            fields["thumbnail"] = f"{THUMBNAIL_SIDE} px"   # since 2026-12-08: older entries have no picture
         if self.detect_every > 1 and self.speaker == "largest":   # carried boxes are checked: older entries are stale
             fields["carried_boxes"] = "checked"
         return fields
@@ -253,6 +255,8 @@ class VisualExtractor:
                 faces.crops.append(cv2.resize(gray, (cfg.face_size, cfg.face_size)))
         found = sum(box is not None for box in boxes)
         info.update(frames=int(len(frames)), face_frames=int(found))
+        if self.speaker is Speaker.ACTIVE:   # predict's page shows the face it read
+            info["thumbnail"] = face_picture(regions, boxes, cfg.detector)
         vector = BACKBONES[self.backbone](faces, cfg) if faces.crops else None
         if vector is None:
             return Result(None, info, "no_face", f"{media}: no face in any of {len(frames)} frames")
@@ -285,8 +289,15 @@ class VisualExtractor:
         cfg = self.config
         frames, dense_times = dense
         regions = [_region(frame, self.region) for frame in frames]
-        found = [self.finder.find_all(rgb) for rgb in regions]
-        tracks = follow_faces(found)
+        nearest = [int(np.argmin(np.abs(dense_times - t))) for t in times]
+        # Faces are found on the sampled frames first: where they hold one face at a time, that
+        # face is the choice, and the frames between (two thirds of detection, the largest part
+        # of predict's face channel) cannot change it. A second face anywhere: every frame.
+        found = {i: self.finder.find_all(regions[i]) for i in sorted(set(nearest))}
+        tracks = follow_faces([found.get(i, []) for i in range(len(regions))], min_frames=1)
+        if len(tracks) > 1:
+            found.update({i: self.finder.find_all(rgb) for i, rgb in enumerate(regions) if i not in found})
+            tracks = follow_faces([found[i] for i in range(len(regions))])
         reader = _MESH if Detector(cfg.detector) is Detector.MEDIAPIPE else None
         chosen, score = None, float("nan")
         tied = _track_at(tracks, cfg.face_x * regions[0].shape[1]) if cfg.face_x >= 0 and regions else None
@@ -312,10 +323,9 @@ class VisualExtractor:
         if chosen is not None:   # where the chosen face is, as a share of the frame's width
             centres = [b[0] + b[2] / 2 for b in tracks[chosen].values()]
             info["speaker_x"] = round(float(np.mean(centres)) / regions[0].shape[1], 3)
-        boxes = []
-        for t in times:   # the chosen track's box at the dense frame nearest each sampled time
-            i = int(np.argmin(np.abs(dense_times - t)))
-            boxes.append(None if chosen is None else tracks[chosen].get(i, nearest_face(found[i], tracks[chosen])))
+        # the chosen track's box at the dense frame nearest each sampled time
+        boxes = [None if chosen is None else tracks[chosen].get(i, nearest_face(found[i], tracks[chosen]))
+                 for i in nearest]
         return boxes, info
 
 
@@ -376,9 +386,10 @@ def needs_tying(info: dict, face_x: float) -> bool:
     return info.get("speaker_x") is None or abs(info["speaker_x"] - face_x) > TIE_AGREE
 
 
-def follow_faces(per_frame: list[list[np.ndarray]]) -> list[dict]:
+def follow_faces(per_frame: list[list[np.ndarray]], min_frames: int = 3) -> list[dict]:
     """Greedy tracks: each face joins the track whose last box's centre is within half a face
-    width of its own, else starts a track. A track maps frame index -> box."""
+    width of its own, else starts a track. A track maps frame index -> box; tracks of fewer than
+    ``min_frames`` frames (a flicker of the detector) are dropped."""
     tracks = []
     for i, faces in enumerate(per_frame):
         taken = set()
@@ -395,7 +406,7 @@ def follow_faces(per_frame: list[list[np.ndarray]]) -> list[dict]:
                 best = len(tracks) - 1
             tracks[best][i] = box
             taken.add(best)
-    return [t for t in tracks if len(t) >= 3]
+    return [t for t in tracks if len(t) >= min_frames]
 
 
 def _track_place(track: dict) -> tuple[np.ndarray, float]:
@@ -477,61 +488,24 @@ PRETRAINED_BACKBONES = {"expression": lambda: _expression().network()}   # loade
 TRAINED_BACKBONES = {"cnn3d"}   # their cached vectors are inputs to a network trained in the stage (cnn3d.py)
 
 
-THUMBNAIL_FPS = 4.0
+THUMBNAIL_SIDE = 72
 
 
-@cache
-def _thumbnail_finder(detector: str, min_face: int, detect_side: int):
-    """One face finder per process for the page's pictures: building MediaPipe's graph per turn
-    took longer than finding the face."""
-    return face_finder(detector, min_face, detect_side)
-
-
-def _middle_face(media, start, end, max_side: int, finder):
-    """(frame, faces) of the middle frame of the utterance sampled at ``THUMBNAIL_FPS``, decoded
-    alone, or None where it shows no face or the utterance is open-ended (the caller then looks
-    at every sampled frame, as it did)."""
-    if start is None or end is None:
-        return None
-    samples = max(1, int(np.ceil((end - start) * THUMBNAIL_FPS - 1e-6)))
-    middle = start + (samples // 2) / THUMBNAIL_FPS
-    if middle >= end:
-        return None
-    frames, _ = load_frames(media, THUMBNAIL_FPS, middle, min(end, middle + 0.5 / THUMBNAIL_FPS), max_side)
-    faces = finder.find_all(frames[0])
-    return (frames[0], faces) if faces else None
-
-
-def face_thumbnail(media, start=None, end=None, speaker_x: float | None = None, side: int = 72,
-                   config: VisualConfig | None = None) -> bytes | None:
-    """A small JPEG of the face read for an utterance: the frame nearest its middle that shows a
-    face (sampled at 4 per second), the face nearest ``speaker_x`` (where ``speaker: active`` found the speaking face, a share of the width) or
-    else the largest, as the square box fer's crop takes (``expression.haar_box``). None without
-    a face in that frame."""
+def face_picture(regions: list[np.ndarray], boxes: list, detector: str, side: int = THUMBNAIL_SIDE) -> str | None:
+    """The face read for an utterance as a small JPEG, base64 (the page's picture, kept in the
+    clip's info): the chosen face at the sampled frame nearest the middle that has it, in the
+    square box fer's crop takes (``expression.haar_box``). None without a face. Taken from the
+    frames already decoded: decoding the middle again for the page took a tenth of predict."""
     from extractors.expression import haar_box
 
-    cfg = config or VisualConfig()
-    finder = _thumbnail_finder(cfg.detector, cfg.min_face, cfg.detect_side)
-    found = _middle_face(media, start, end, cfg.max_side, finder)
-    if found is None:
-        frames, _ = load_frames(media, THUMBNAIL_FPS, start, end, cfg.max_side)
-        middle = len(frames) // 2   # the middle frame first, then outwards: the first with a face
-        for i in sorted(range(len(frames)), key=lambda i: abs(i - middle)):
-            if faces := finder.find_all(frames[i]):
-                found = frames[i], faces
-                break
-        else:
-            return None
-    rgb, faces = found
-    if speaker_x is not None and speaker_x >= 0:
-        box = min(faces, key=lambda f: abs(f[0] + f[2] / 2 - speaker_x * rgb.shape[1]))
-    else:
-        box = largest(faces)
-    x, y, w, h = haar_box(box) if Detector(cfg.detector) is Detector.MEDIAPIPE else box
-    x, y = max(0, x), max(0, y)
-    crop = rgb[y:y + h, x:x + w]
+    with_face = [i for i, box in enumerate(boxes) if box is not None]
+    if not with_face:
+        return None
+    i = min(with_face, key=lambda k: (abs(k - len(boxes) // 2), k))
+    x, y, w, h = haar_box(boxes[i]) if Detector(detector) is Detector.MEDIAPIPE else boxes[i]
+    crop = regions[i][max(0, y):y + h, max(0, x):x + w]
     if not crop.size:
         return None
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA),
                                                  cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return jpeg.tobytes() if ok else None
+    return base64.b64encode(jpeg.tobytes()).decode("ascii") if ok else None

@@ -370,14 +370,40 @@ def _face_then_blank(path, face_seconds: float, seconds: float = 4.0, fps: int =
 
 
 def test_the_face_read_is_pictured_from_the_middle_frame_or_the_nearest_with_a_face(tmp_path):
-    import cv2
+    import base64
 
-    from extractors.visual import face_thumbnail
+    import cv2
 
     whole = _face_then_blank(tmp_path / "face.mp4", 4.0)
     half = _face_then_blank(tmp_path / "half.mp4", 1.5)   # the middle of [0, 4] shows no face: looked for outwards
+    extractor = VisualExtractor(VisualConfig(speaker="active"))
     for clip in (whole, half):
-        picture = cv2.imdecode(np.frombuffer(face_thumbnail(clip, 0.0, 3.9), np.uint8), cv2.IMREAD_COLOR)
+        jpeg = base64.b64decode(extractor.extract(clip, 0.0, 3.9).info["thumbnail"])
+        picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert picture.shape == (72, 72, 3) and picture.std() > 10   # a face, not the flat background
-    assert face_thumbnail(half, 2.0, 3.9) is None   # no face anywhere in the turn
-    assert face_thumbnail(whole) is not None        # an open-ended span: every frame looked at
+    assert extractor.extract(half, 2.0, 3.9).info["thumbnail"] is None   # no face anywhere in the turn
+    assert extractor.extract(whole).info["thumbnail"] is not None        # an open-ended span
+    assert "thumbnail" not in VisualExtractor(VisualConfig()).extract(whole).info   # only the speaking face's
+
+
+def _counting_finder(extractor) -> list:
+    """Record each frame the extractor's face finder is run on."""
+    find_all, calls = extractor.finder.find_all, []
+    extractor.finder.find_all = lambda rgb: calls.append(1) or find_all(rgb)
+    return calls
+
+
+def test_one_face_at_a_time_is_found_on_the_sampled_frames_only(tmp_path):
+    """The frames between samples are searched only where two faces are on screen: with one,
+    they cannot change which face is read, and searching them was most of predict's face time."""
+    one = _face_then_blank(tmp_path / "one.mp4", 4.0)
+    extractor = VisualExtractor(VisualConfig(speaker="active", fps=4, active_fps=12))
+    calls = _counting_finder(extractor)
+    result = extractor.extract(one)
+    assert len(calls) == result.info["frames"] == 16 and result.info["face_frames"] == 16
+    assert result.info["speaker"] == "largest" and result.info["faces_followed"] == 1
+    two = _two_faces(tmp_path / "two.mp4", "right")
+    calls.clear()
+    result = extractor.extract(two)
+    assert len(calls) == 48 and result.info["speaker"] == "active"   # every frame at active_fps
+    assert result.info["speaker_x"] > 0.5

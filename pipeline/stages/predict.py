@@ -28,7 +28,6 @@ from pipeline.stages.media import MediaStage, extract_raw
 from pipeline.stages.text import text_inputs
 from pipeline.store import part_features, store_columns
 from pipeline.stages.ship import CLASS_ORDER, HEAD_FILE, SHIPPED
-from extractors.base import ExtractorError
 
 
 class PredictError(PipelineError):
@@ -345,7 +344,7 @@ def shipped_page(table: pd.DataFrame, conversation: pd.DataFrame, shown: dict, t
         rows.append({
             "time": Html(f'<a href="{esc(href)}">{esc(span)}</a>') if href else span,
             "speaker": row["speaker"] + (" (overlap: two voices at once)" if _marked(row, shown.get("overlaps")) else ""),
-            "face read": _thumbnail(row, source, shown["infos"][i]),
+            "face read": _thumbnail(row, shown["infos"][i]),
             "text": row["text"],
             "the words say": f"{words} {row[f'text_p_{words}']:.2f}" if words else "–",
             "the face says": f"{row['face']} {row['face_p_' + row['face']]:.2f}" if row["face"] else "–",
@@ -382,20 +381,15 @@ def _marked(row, overlaps: dict | None) -> bool:
     return int(row["turn"]) < len(marks) and marks[int(row["turn"])]
 
 
-def _thumbnail(row, source, info: dict):
-    """The face read for the turn as a small inline JPEG, or "no face"."""
-    from extractors.visual import face_thumbnail
+def _thumbnail(row, info: dict):
+    """The face read for the turn (the extractor's picture) as a small inline JPEG, or "no face"."""
+    import base64
+
     from pipeline.report import Html, jpeg
 
-    picture = None
-    if row["face"] and source["media"]:
-        start, end = (pd.to_numeric(source[k], errors="coerce") for k in ("start", "end"))
-        try:
-            picture = face_thumbnail(source["media"], None if pd.isna(start) else float(start),
-                                     None if pd.isna(end) else float(end), info.get("speaker_x"))
-        except ExtractorError:   # the face was read once already; its picture is a nicety, never a failure
-            picture = None
-    return jpeg(picture, f"face of turn {row['turn']}") if picture else Html('<span class="muted">no face</span>')
+    picture = info.get("thumbnail") if row["face"] else None
+    return jpeg(base64.b64decode(picture), f"face of turn {row['turn']}") if picture \
+        else Html('<span class="muted">no face</span>')
 
 
 def _span(row) -> str:
