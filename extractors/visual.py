@@ -88,7 +88,7 @@ class VisualConfig:
             fields["backbone_version"] = self.BACKBONE_VERSIONS[self.backbone]
         if self.speaker == "active":   # since 2026-12-02 (mouth_sync): older entries chose faces otherwise
             fields["mouth_sync"] = f"r x movement, lags {SYNC_LAGS}"
-            fields["thumbnail"] = f"{THUMBNAIL_SIDE} px"   # since 2026-12-08: older entries have no picture
+            fields["thumbnail"] = f"{THUMBNAIL_SIDE} px"   # since 2026-12-07 (late): older entries have no picture
         if self.detect_every > 1 and self.speaker == "largest":   # carried boxes are checked: older entries are stale
             fields["carried_boxes"] = "checked"
         return fields
@@ -101,6 +101,9 @@ class VisualConfig:
             raise ValueError(f"visual.face_x {self.face_x}: a share of the frame's width (0 to 1), or -1 for none")
         if self.face_x >= 0 and self.speaker != "active":
             raise ValueError(f"visual.face_x {self.face_x}: following a face at a place needs speaker: active")
+        if self.speaker == "active" and self.active_fps < self.fps:   # mouths are followed between the samples
+            raise ValueError(f"visual.active_fps {self.active_fps}: the mouths are followed at least as often as "
+                             f"faces are sampled (visual.fps {self.fps})")
         # the 3D-CNN pools frames by 2 once and the picture by 2 twice: smaller clips have no output
         if self.clip_frames < 2 or self.clip_size < 4:
             raise ValueError(f"visual.clip_frames {self.clip_frames} / clip_size {self.clip_size}: the 3D-CNN needs "
@@ -297,7 +300,8 @@ class VisualExtractor:
         tracks = follow_faces([found.get(i, []) for i in range(len(regions))], min_frames=1)
         if len(tracks) > 1:
             found.update({i: self.finder.find_all(rgb) for i, rgb in enumerate(regions) if i not in found})
-            tracks = follow_faces([found[i] for i in range(len(regions))])
+            # a turn of one or two frames keeps its faces (then the largest: too short for mouths)
+            tracks = follow_faces([found[i] for i in range(len(regions))], min_frames=min(3, len(regions)))
         reader = _MESH if Detector(cfg.detector) is Detector.MEDIAPIPE else None
         chosen, score = None, float("nan")
         tied = _track_at(tracks, cfg.face_x * regions[0].shape[1]) if cfg.face_x >= 0 and regions else None
@@ -503,9 +507,13 @@ def face_picture(regions: list[np.ndarray], boxes: list, detector: str, side: in
         return None
     i = min(with_face, key=lambda k: (abs(k - len(boxes) // 2), k))
     x, y, w, h = haar_box(boxes[i]) if Detector(detector) is Detector.MEDIAPIPE else boxes[i]
+    height, width = regions[i].shape[:2]
     crop = regions[i][max(0, y):y + h, max(0, x):x + w]
     if not crop.size:
         return None
+    # the part of the box outside the frame is black, not stretched over: the face keeps its shape
+    crop = cv2.copyMakeBorder(crop, max(0, -y), max(0, y + h - height), max(0, -x), max(0, x + w - width),
+                              cv2.BORDER_CONSTANT, value=0)
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA),
                                                  cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
     return base64.b64encode(jpeg.tobytes()).decode("ascii") if ok else None

@@ -407,3 +407,24 @@ def test_one_face_at_a_time_is_found_on_the_sampled_frames_only(tmp_path):
     result = extractor.extract(two)
     assert len(calls) == 48 and result.info["speaker"] == "active"   # every frame at active_fps
     assert result.info["speaker_x"] > 0.5
+    short = extractor.extract(two, 1.0, 1.05)   # one frame: too short for mouths, the larger face is read
+    assert short.info["face_frames"] == 1 and short.info["speaker"] == "largest"
+
+
+def test_the_mouths_are_followed_at_least_as_often_as_faces_are_sampled():
+    with pytest.raises(ValueError, match="visual.active_fps 0.5"):
+        VisualConfig(speaker="active", fps=4, active_fps=0.5)
+    VisualConfig(speaker="active", fps=4, active_fps=4)
+
+
+def test_the_picture_of_a_face_cut_by_the_frame_keeps_its_shape():
+    import base64
+
+    import cv2
+
+    from extractors.visual import face_picture
+
+    white = np.full((100, 100, 3), 255, np.uint8)
+    jpeg = face_picture([white], [np.array([-20, -20, 60, 60])], "cascade")   # a quarter of the box off the frame
+    picture = cv2.imdecode(np.frombuffer(base64.b64decode(jpeg), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert picture[:20, :20].mean() < 20 and picture[-20:, -20:].mean() > 235   # black outside, not stretched

@@ -193,3 +193,12 @@ def test_a_link_to_a_recording_escapes_what_would_end_its_path(tmp_path):
 
     row = {"media": str(tmp_path / "a#b c%.mp4"), "start": 1.25, "end": 3.0}
     assert media_link(row, tmp_path / "out" / "talk.html") == "../a%23b%20c%25.mp4#t=1.2,3.0"
+
+
+@pytest.mark.parametrize("start, end, span", [(3.2, 3.25, "3.2,3.3"), (3.21, 3.22, "3.2,3.3"), (5.0, 5.0, "5.0,5.1"),
+                                              (0.5, 2.4, "0.5,2.4"), (1.96, 2.04, "1.9,2.1")])
+def test_a_link_opens_the_whole_turn_even_one_shorter_than_a_tenth(tmp_path, start, end, span):
+    from pipeline.stages.predict import media_link
+
+    row = {"media": str(tmp_path / "talk.mp4"), "start": start, "end": end}
+    assert media_link(row, tmp_path / "talk.html") == f"talk.mp4#t={span}"

@@ -324,8 +324,9 @@ def media_link(row, page: Path) -> str:
 
     href = quote(Path(os.path.relpath(Path(media).resolve(), page.resolve().parent)).as_posix(), safe="/")
     start, end = pd.to_numeric(pd.Series([row.get("start"), row.get("end")]), errors="coerce")
-    if pd.notna(start) and pd.notna(end):
-        href += f"#t={start:.1f},{end:.1f}"   # a media fragment: the player opens the turn
+    if pd.notna(start) and pd.notna(end):   # a media fragment: the player opens the turn, in tenths around it
+        first, last = np.floor(start * 10 + 1e-6) / 10, np.ceil(end * 10 - 1e-6) / 10
+        href += f"#t={first:.1f},{max(last, first + 0.1):.1f}"
     return href
 
 
