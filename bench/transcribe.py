@@ -22,13 +22,14 @@
 - **rtf**: real-time factor (seconds of recording per second of wall time; higher is faster)
   on 2 cores of a ``--minutes`` long generated conversation: ``transcribe`` alone and the whole
   ``predict --video`` (transcription, the three extractors, the model; fresh caches, process
-  start included), each a separate command as a user runs it; and transcription alone per model.
+  start included), each a separate command as a user runs it; and transcription alone per model
+  (``TRANSCRIBERS``: base, tiny.en, and tiny.en with beam 1).
 
 Run it alone: the machine has 2 cores. The last line is one JSON object:
 {"wer": {"base", "tiny_en"}, "wer_by_corpus": {model: {corpus}}, "wer_per_clip": {...}, "wer_settings": {...}, "der": {"2", "3", "4"}, "der_given": {...},
  "der_overlap": {...}, "turn_count_error": {...}, "speakers_found": {...},
  "speaking_face": {"largest", "active", "tied": {"2", "3", "4"}}, "rtf": {"predict_video",
- "transcribe", "transcribe_base", "transcribe_tiny_en"}, "minutes": ..}.
+ "transcribe", "transcribe_base", "transcribe_tiny_en", "transcribe_tiny_en_beam1"}, "minutes": ..}.
 """
 from __future__ import annotations
 
@@ -223,6 +224,10 @@ def timed(command: list[str], log) -> float:
     return seconds
 
 
+# transcription alone, in process: (model, beam); tiny.en with beam 1 is the fast choice (docs/results.md)
+TRANSCRIBERS = {"base": ("base", 5), "tiny_en": ("tiny.en", 5), "tiny_en_beam1": ("tiny.en", 1)}
+
+
 def speed(run: Path, minutes: float, weights: Path, workdir: Path, log, alone: bool = True) -> dict:
     turns = int(minutes * 60 / 2.9)   # a generated turn and its pause take about 2.9 s
     long = workdir / "long.mp4"
@@ -230,11 +235,11 @@ def speed(run: Path, minutes: float, weights: Path, workdir: Path, log, alone: b
     seconds = truth["duration"]
     log(f"a {seconds / 60:.1f}-minute recording of {turns} turns")
     rtf = {}
-    for model in ("base", "tiny.en") if alone else ():
-        transcriber = Transcriber(TranscribeConfig(model=model, cpu_threads=2), weights)
+    for name, (model, beam) in TRANSCRIBERS.items() if alone else ():
+        transcriber = Transcriber(TranscribeConfig(model=model, beam_size=beam, cpu_threads=2), weights)
         start = time.perf_counter()
         transcriber.extract(str(long))
-        rtf[f"transcribe_{model.replace('.', '_')}"] = round(seconds / (time.perf_counter() - start), 2)
+        rtf[f"transcribe_{name}"] = round(seconds / (time.perf_counter() - start), 2)
     python = sys.executable
     if alone:
         rtf["transcribe"] = round(seconds / timed([python, "-m", "pipeline", "transcribe", "--root", str(long), "--out",

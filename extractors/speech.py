@@ -67,18 +67,18 @@ class CamPlusVoices:
     def embed(self, signal: np.ndarray) -> np.ndarray:
         return self.embed_many([signal])[0]
 
-    def embed_many(self, signals: list[np.ndarray], batch: int = 32) -> np.ndarray:
+    def embed_many(self, signals: list[np.ndarray], batch: int = 32, frames: int = 32 * 200) -> np.ndarray:
         """(n, 192): the stretches in batches of similar length, zero-padded; the network counts
         each one's own frames only (``campplus.FrameMask``), so a stretch gives what it gives
         alone, to float rounding (1e-5). A window at a time, the network's calls took 30 % of
-        Whisper's time; batched, a window costs about a third."""
+        Whisper's time; batched, a window costs about a third. A batch holds at most ``batch``
+        stretches and, padded, ``frames`` frames (32 windows of 2 s): one long stretch padded
+        the 31 short ones beside it to its length (a 15 s "word" of tiny.en's tripled the cost)."""
         torch = self.torch
         banks = [self._bank(signal) for signal in signals]
         out = np.zeros((len(banks), self.dim), np.float32)
-        order = np.argsort([len(b) for b in banks], kind="stable")
         with torch.no_grad():
-            for first in range(0, len(order), batch):
-                rows = order[first:first + batch]
+            for rows in _padded_batches([len(b) for b in banks], batch, frames):
                 lengths = torch.tensor([len(banks[i]) for i in rows])
                 padded = torch.nn.utils.rnn.pad_sequence([banks[i] for i in rows], batch_first=True)
                 out[rows] = self.network(padded, lengths).numpy()
@@ -153,7 +153,7 @@ VOICES = {"campplus": CamPlusVoices, "resemblyzer": ResemblyzerVoices}   # speak
 
 @dataclass(frozen=True)
 class TranscribeConfig:
-    model: str = "base"              # base (multilingual) | tiny.en (English only, about 3x faster)
+    model: str = "base"              # base (multilingual) | tiny.en (English only; faster with beam_size 1)
     language: str = "auto"           # auto: detected per recording; else a code such as en, fr
     beam_size: int = 5
     # 0: one 30 s window after another, re-decoded by sampling where it repeats itself or is unsure.
@@ -400,6 +400,19 @@ class Transcriber:
         words += _words_of([s for s in segments if s.seek not in known])   # none expected; never lost
         self.redecoded = (redecoded, len(stretches))   # for the benchmarks: stretches decoded again, of all
         return sorted(words, key=lambda w: w[1]), info
+
+
+def _padded_batches(lengths: list[int], most: int, frames: int) -> list[np.ndarray]:
+    """Indices in batches of similar length (shortest first): at most ``most`` per batch, and at
+    most ``frames`` once each is padded to the batch's longest (a longer one is a batch alone)."""
+    order = np.argsort(lengths, kind="stable")
+    batches, rows = [], []
+    for i in order:   # ascending: the one added is the batch's longest
+        if rows and (len(rows) == most or (len(rows) + 1) * lengths[i] > frames):
+            batches.append(np.array(rows))
+            rows = []
+        rows.append(i)
+    return batches + [np.array(rows)] if rows else batches
 
 
 def _stretches(regions: list[dict], limit_s: float) -> list[tuple[float, list[dict]]]:

@@ -591,6 +591,18 @@ def test_speaker_windows_embedded_in_a_batch_give_what_each_gives_alone(talk):
     assert np.linalg.norm(together, axis=1) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_one_long_stretch_is_batched_alone_not_padding_the_short_ones_to_its_length():
+    from extractors.speech import _padded_batches
+
+    lengths = [150] * 40 + [1550]   # a 15 s "word" among 1.5 s windows (tiny.en, beam 1)
+    batches = _padded_batches(lengths, 32, 32 * 200)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(41))   # each once
+    assert [len(b) for b in batches] == [32, 8, 1] and batches[-1].tolist() == [40]
+    assert all(len(b) * max(lengths[i] for i in b) <= 32 * 200 or len(b) == 1 for b in batches)
+    assert [len(b) for b in _padded_batches([100] * 70, 32, 32 * 200)] == [32, 32, 6]   # as before: by count
+    assert _padded_batches([], 32, 6400) == []
+
+
 def test_a_params_file_with_the_removed_no_pause_s_says_what_replaced_it():
     from pipeline.params import ParamsError
     from pipeline.transcripts import transcribe_configs
