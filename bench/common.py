@@ -101,6 +101,11 @@ def print_table(table: dict) -> None:
               f"{r['wf1_mean']:8.2f} {r['wf1_min']:6.2f} {r['wf1_max']:6.2f}")
 
 
+# Whisper as the benchmarks time and score it: name -> (transcribe.model, transcribe.beam_size);
+# tiny.en with beam 1 is the fast choice (docs/results.md)
+WHISPER_VARIANTS = {"base": ("base", 5), "tiny_en": ("tiny.en", 5), "tiny_en_beam1": ("tiny.en", 1)}
+
+
 def last_line(obj) -> None:
     print(json.dumps(obj), flush=True)
 

@@ -19,8 +19,7 @@
   100-102. Characters that one actor may voice (the five vikings, the two snails) never meet
   in one conversation.
 - **wer**: Whisper base, tiny.en, and tiny.en with beam 1, on the real read and acted speech with
-  known words, per source and pooled, with Whisper's seconds over the English lines (the Czech
-  game lines with base only, in Czech).
+  known words, per source and pooled (the Czech game lines with base only, in Czech).
 - ``--tune``: every alternative of ``tuning_grid`` (window length, windows across VAD silences or
   not, threshold, share, distinct voice, NME-SC's eigengap, resemblyzer, and the segmentation
   network's votes: phrases split where it hears another person, windows it hears as two people
@@ -49,7 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
-from common import last_line  # first: it pins the CPU kernels before numpy loads
+from common import WHISPER_VARIANTS, last_line  # first: it pins the CPU kernels before numpy loads
 import numpy as np
 
 from extractors.media import SAMPLE_RATE, load_audio
@@ -492,20 +491,16 @@ def known_words(data: Path) -> dict[str, list[tuple[str, str, str]]]:
 READ_SPEECH = ("librivox", "asterisk", "jfk")
 
 
-WER_VARIANTS = {"base": ("base", 5), "tiny_en": ("tiny.en", 5), "tiny_en_beam1": ("tiny.en", 1)}
-
-
 def wer_figures(data: Path, weights: Path, log) -> dict:
-    """WER of base, tiny.en and tiny.en with beam 1 (the fast choice, docs/results.md) per source
-    and pooled over the English sources (read speech alone too), and the seconds Whisper took
-    over the English lines; base also on the Czech game lines, told their language. Each line is
-    one recording; the words are Whisper's, VAD on, as ``transcribe`` hears them."""
+    """WER of ``WHISPER_VARIANTS`` (base, tiny.en, tiny.en with beam 1) per source and pooled over
+    the English sources (read speech alone too); base also on the Czech game lines, told their
+    language. Each line is one recording; the words are Whisper's, VAD on, as ``transcribe`` hears them."""
     from extractors.speech import normalised_words
 
     sources, out = known_words(data), {}
-    for name, (model, beam) in WER_VARIANTS.items():
+    for name, (model, beam) in WHISPER_VARIANTS.items():
         english = Transcriber(TranscribeConfig(model=model, beam_size=beam, cpu_threads=2), weights)
-        counts, seconds = {}, 0.0
+        counts = {}
         for source, lines in sources.items():
             czech = source == "fillets_cs"
             if czech and name != "base":
@@ -519,12 +514,9 @@ def wer_figures(data: Path, weights: Path, log) -> dict:
                 keys = [source] + ([] if czech else ["english"]) + (["read"] if source in READ_SPEECH else [])
                 for key in keys:
                     counts[key] = (counts.get(key, (0, 0))[0] + errors, counts.get(key, (0, 0))[1] + n)
-            took = time.perf_counter() - start
-            seconds += 0.0 if czech else took
             log(f"wer {name} {source}: {counts[source][0] / max(1, counts[source][1]):.3f} "
-                f"({len(lines)} lines, {took:.0f} s)")
+                f"({len(lines)} lines, {time.perf_counter() - start:.0f} s)")
         out[name] = {k: round(e / max(1, n), 4) for k, (e, n) in counts.items()}
-        out[name]["english_seconds"] = round(seconds, 1)
     return out
 
 

@@ -23,7 +23,7 @@
   on 2 cores of a ``--minutes`` long generated conversation: ``transcribe`` alone and the whole
   ``predict --video`` (transcription, the three extractors, the model; fresh caches, process
   start included), each a separate command as a user runs it; and transcription alone per model
-  (``TRANSCRIBERS``: base, tiny.en, and tiny.en with beam 1).
+  (``common.WHISPER_VARIANTS``: base, tiny.en, and tiny.en with beam 1).
 
 Run it alone: the machine has 2 cores. The last line is one JSON object:
 {"wer": {"base", "tiny_en"}, "wer_by_corpus": {model: {corpus}}, "wer_per_clip": {...}, "wer_settings": {...}, "der": {"2", "3", "4"}, "der_given": {...},
@@ -42,7 +42,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import last_line  # first: it pins the CPU kernels before numpy loads
+from common import WHISPER_VARIANTS, last_line  # first: it pins the CPU kernels before numpy loads
 import numpy as np
 
 from extractors.speech import Transcriber, TranscribeConfig, diarization_error_rate, word_error_rate
@@ -224,10 +224,6 @@ def timed(command: list[str], log) -> float:
     return seconds
 
 
-# transcription alone, in process: (model, beam); tiny.en with beam 1 is the fast choice (docs/results.md)
-TRANSCRIBERS = {"base": ("base", 5), "tiny_en": ("tiny.en", 5), "tiny_en_beam1": ("tiny.en", 1)}
-
-
 def speed(run: Path, minutes: float, weights: Path, workdir: Path, log, alone: bool = True) -> dict:
     turns = int(minutes * 60 / 2.9)   # a generated turn and its pause take about 2.9 s
     long = workdir / "long.mp4"
@@ -235,7 +231,7 @@ def speed(run: Path, minutes: float, weights: Path, workdir: Path, log, alone: b
     seconds = truth["duration"]
     log(f"a {seconds / 60:.1f}-minute recording of {turns} turns")
     rtf = {}
-    for name, (model, beam) in TRANSCRIBERS.items() if alone else ():
+    for name, (model, beam) in WHISPER_VARIANTS.items() if alone else ():
         transcriber = Transcriber(TranscribeConfig(model=model, beam_size=beam, cpu_threads=2), weights)
         start = time.perf_counter()
         transcriber.extract(str(long))
